@@ -1,0 +1,40 @@
+# Two commands for learners: `make run` and `make test`. Everything installs into .venv from the lock file.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+UV_VERSION := 0.13.9
+LESSONS ?=
+
+export PATH := $(BIN):$(PATH)
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export DVC_NO_ANALYTICS := 1
+export TQDM_MININTERVAL := 5
+
+.PHONY: run test lab execute clean lock site bench
+
+$(VENV)/done: requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+run: $(VENV)/done  ## execute every lesson into build/executed and print a table
+	$(BIN)/mlops-course run $(LESSONS)
+
+test: $(VENV)/done  ## unit tests, notebook hygiene, papermill runs and nbval over every lesson
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests notebooks --nbval --nbval-current-env \
+		--sanitize-with tests/sanitize.cfg --nbval-cell-timeout 300 -q -p no:cacheprovider
+
+lab: $(VENV)/done  ## JupyterLab on notebooks/, bound to 127.0.0.1
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --allow-root --notebook-dir notebooks
+
+execute: $(VENV)/done  ## re-execute lessons in place (LESSONS="01 02" for some) and strip volatile metadata
+	$(BIN)/mlops-course execute $(LESSONS)
+
+lock:  ## recompile requirements.lock from pyproject.toml and pins.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -c pins.txt -o requirements.lock
+
+clean:  ## remove the environment, build output and lesson workspaces
+	rm -rf $(VENV) build workspaces *.egg-info

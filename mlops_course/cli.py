@@ -1,0 +1,91 @@
+"""``mlops-course``: run lessons, list the module table, check the machine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mlops_course import lessons as catalogue
+from mlops_course import runner
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops-course", description="Run and inspect the MLOps course.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute lessons with papermill and print a summary table")
+    run.add_argument("lessons", nargs="*", help="lesson numbers or file names (default: every lesson)")
+    run.add_argument("--out", type=Path, default=None, help="folder for executed notebooks (build/executed)")
+    run.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+                     help="override a parameter of the lessons' parameters cell")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    refresh = sub.add_parser("execute", help="re-execute lessons in place to refresh their stored outputs")
+    refresh.add_argument("lessons", nargs="*", help="lesson numbers or file names (default: every lesson)")
+    sub.add_parser("list", help="print the module table")
+    sub.add_parser("doctor", help="check this machine for what the course needs")
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"mlops-course: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        chosen = [catalogue.find(name) for name in args.lessons] if args.lessons else catalogue.available()
+        params = runner.parse_parameters(args.parameter)
+    except (catalogue.UnknownLessonError, runner.ParameterError) as exc:
+        return _fail(str(exc))
+    missing = [info.filename for info in chosen if not info.available]
+    if missing:
+        return _fail(f"lesson(s) {missing} are not written yet; `mlops-course list` shows what exists")
+    if not chosen:
+        return _fail("no lessons found in notebooks/")
+    known = set().union(*(runner.lesson_parameters(info.path) for info in chosen))
+    unknown = sorted(set(params) - known)
+    if unknown:
+        return _fail(f"no lesson among {[i.number for i in chosen]} has parameter(s) {unknown}; "
+                     f"known: {sorted(known)}")
+    results = runner.run(chosen, args.out, params, progress=not args.no_progress)
+    print(runner.summary_table(results))
+    return 0 if all(r.status == "ok" for r in results) else 1
+
+
+def cmd_execute(args: argparse.Namespace) -> int:
+    try:
+        chosen = [catalogue.find(name) for name in args.lessons] if args.lessons else catalogue.available()
+    except catalogue.UnknownLessonError as exc:
+        return _fail(str(exc))
+    missing = [info.filename for info in chosen if not info.available]
+    if missing:
+        return _fail(f"lesson(s) {missing} are not written yet")
+    results = [runner.refresh(info) for info in chosen]
+    print(runner.summary_table(results))
+    return 0 if all(r.status == "ok" for r in results) else 1
+
+
+def cmd_list(_: argparse.Namespace) -> int:
+    print(catalogue.module_table())
+    return 0
+
+
+def cmd_doctor(_: argparse.Namespace) -> int:
+    from mlops_course import doctor
+
+    results = doctor.run_checks()
+    for result in results:
+        print(result)
+    bad = [r for r in results if not r.ok]
+    print(f"\n{len(results) - len(bad)} of {len(results)} checks passed.")
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return {"run": cmd_run, "execute": cmd_execute, "list": cmd_list,
+            "doctor": cmd_doctor}[args.command](args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""The bike-demand model's stages as plain functions: validate -> prepare -> train -> evaluate.
+
+Every lesson that trains (DVC stages, MLflow runs, the Prefect flow, the capstone) calls these, so there is
+one copy of the training code. Features are numeric so the same columns feed scikit-learn, the MLflow
+signature, ONNX and the REST service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_course import data
+
+FEATURES = ["hr", "weekday", "workingday", "holiday", "weather", "temp", "atemp", "hum", "windspeed"]
+TARGET = data.TARGET
+# Units and valid ranges of each feature: used by validation, the service schema and the docs.
+FEATURE_RANGES: dict[str, tuple[float, float, str]] = {
+    "hr": (0, 23, "hour of day"),
+    "weekday": (0, 6, "day of week, 0 = Sunday"),
+    "workingday": (0, 1, "1 if neither weekend nor holiday"),
+    "holiday": (0, 1, "1 on a public holiday"),
+    "weather": (1, 4, "1 clear, 2 cloudy/misty, 3 light rain/snow, 4 heavy rain/snow"),
+    "temp": (0, 1, "temperature, normalised: (t - (-8 C)) / 47"),
+    "atemp": (0, 1, "feels-like temperature, normalised: (t - (-16 C)) / 66"),
+    "hum": (0, 1, "relative humidity, fraction"),
+    "windspeed": (0, 1, "wind speed, normalised: divided by 67"),
+}
+RAW_RANGES = {"season": (1, 4), "day": (1, 366), "casual": (0, None), "registered": (0, None),
+              "bikers": (0, None)}
+MODEL_KINDS = ("random_forest", "gradient_boosting", "ridge")
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "random_forest": {"n_estimators": 40, "max_depth": 10, "min_samples_leaf": 2},
+    "gradient_boosting": {"max_iter": 150, "learning_rate": 0.1, "max_leaf_nodes": 31},
+    "ridge": {"alpha": 1.0},
+}
+# Types skops must be told to trust when loading each model family (nothing else is ever loaded).
+SKOPS_TRUSTED = {
+    "random_forest": ["sklearn.tree._tree.Tree"],
+    "gradient_boosting": ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"],
+    "ridge": [],
+}
+ALL_TRUSTED_TYPES = sorted({t for types in SKOPS_TRUSTED.values() for t in types})
+SEED = 42
+
+
+class ValidationError(ValueError):
+    """The data broke the schema; the message lists every problem with its column and rows."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("data validation failed:\n- " + "\n- ".join(self.problems))
+
+
+# ---------------------------------------------------------------- validate
+def check_schema(df: pd.DataFrame) -> list[str]:
+    """Every schema problem of a loaded table: columns, dtypes, ranges, categories, duplicated hours."""
+    problems: list[str] = []
+    missing = [c for c in data.COLUMNS if c not in df.columns]
+    if missing:
+        return [f"missing column(s) {missing}"]
+    if df.empty:
+        return ["the table has no rows"]
+    for col in data.INT_COLUMNS + data.FLOAT_COLUMNS:
+        if not pd.api.types.is_numeric_dtype(df[col]):
+            problems.append(f"column '{col}' has dtype {df[col].dtype}, expected a number")
+    if problems:
+        return problems
+    ranges = {c: (lo, hi) for c, (lo, hi, _) in FEATURE_RANGES.items() if c in df.columns}
+    ranges.update(RAW_RANGES)
+    for col, (lo, hi) in ranges.items():
+        values = df[col]
+        bad = values.isna() | (values < lo) | ((values > hi) if hi is not None else False)
+        if bad.any():
+            rows = list(df.index[bad][:5])
+            problems.append(f"column '{col}': {int(bad.sum())} value(s) outside [{lo}, {hi}] or missing, "
+                            f"rows {rows}")
+    for col, allowed in (("mnth", data.MONTHS), ("weathersit", data.WEATHER)):
+        bad = ~df[col].astype("object").isin(allowed)
+        if bad.any():
+            problems.append(f"column '{col}': unknown value(s) {sorted(map(str, df.loc[bad, col].unique()))[:5]}"
+                            f" at rows {list(df.index[bad][:5])}")
+    dup = df.duplicated(["day", "hr"], keep=False)
+    if dup.any():
+        problems.append(f"duplicated hours (same day and hr): rows {list(df.index[dup][:6])}")
+    total = df["casual"] + df["registered"]
+    bad_sum = total.ne(df["bikers"])
+    if bad_sum.any():
+        problems.append(f"column 'bikers' is not casual + registered at rows {list(df.index[bad_sum][:5])}")
+    return problems
+
+
+def validate(df: pd.DataFrame) -> pd.DataFrame:
+    """Return ``df`` unchanged when it passes :func:`check_schema`; raise ``ValidationError`` otherwise."""
+    problems = check_schema(df)
+    if problems:
+        raise ValidationError(problems)
+    return df
+
+
+# ---------------------------------------------------------------- prepare
+def make_features(df: pd.DataFrame) -> pd.DataFrame:
+    """The model's inputs, all float64, in the order of ``FEATURES``."""
+    missing = [c for c in FEATURES if c not in df.columns and c != "weather"]
+    if "weather" not in df.columns and "weathersit" not in df.columns:
+        missing.append("weathersit")
+    if missing:
+        raise KeyError(f"cannot build features: missing column(s) {missing}; got {list(df.columns)}")
+    out = pd.DataFrame(index=df.index)
+    for col in FEATURES:
+        if col == "weather" and "weather" not in df.columns:
+            codes = pd.Categorical(df["weathersit"], categories=data.WEATHER).codes
+            if (codes < 0).any():
+                raise ValueError(f"column 'weathersit' has values outside {data.WEATHER}")
+            out[col] = codes.astype("float64") + 1.0
+        else:
+            out[col] = df[col].astype("float64")
+    return out
+
+
+def split_by_month(df: pd.DataFrame, train_months: Iterable[str], test_months: Iterable[str]
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Time-based split: train on some months, test on later ones (never a random shuffle of hours)."""
+    train_months, test_months = list(train_months), list(test_months)
+    overlap = sorted(set(train_months) & set(test_months), key=data.MONTHS.index)
+    if overlap:
+        raise ValueError(f"month(s) {overlap} are in both train and test; a time split keeps them apart")
+    train, test = data.select_months(df, train_months), data.select_months(df, test_months)
+    for name, part, months in (("train", train, train_months), ("test", test, test_months)):
+        if part.empty:
+            raise ValueError(f"the {name} split is empty: no rows for months {months}")
+    return train.reset_index(drop=True), test.reset_index(drop=True)
+
+
+def xy(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Features and target of a table."""
+    if TARGET not in df.columns:
+        raise KeyError(f"target column '{TARGET}' missing; got {list(df.columns)}")
+    return make_features(df), df[TARGET].astype("float64")
+
+
+# ---------------------------------------------------------------- train
+def build_model(kind: str = "random_forest", **params: Any):
+    """An unfitted scikit-learn regressor of one of ``MODEL_KINDS`` (defaults from ``DEFAULT_PARAMS``)."""
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {MODEL_KINDS}")
+    settings = {**DEFAULT_PARAMS[kind], **params}
+    if kind == "random_forest":
+        from sklearn.ensemble import RandomForestRegressor
+
+        return RandomForestRegressor(random_state=SEED, n_jobs=1, **settings)
+    if kind == "gradient_boosting":
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        return HistGradientBoostingRegressor(random_state=SEED, **settings)
+    from sklearn.linear_model import Ridge
+
+    return Ridge(**settings)
+
+
+def train(train_df: pd.DataFrame, kind: str = "random_forest", **params: Any):
+    """Fit a model of ``kind`` on the rows of ``train_df``."""
+    X, y = xy(train_df)
+    model = build_model(kind, **params)
+    model.fit(X, y)
+    return model
+
+
+# ---------------------------------------------------------------- evaluate
+def metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, float]:
+    """MAE, RMSE and R^2 of predictions, as plain floats."""
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise ValueError(f"need two non-empty arrays of one length; got {y_true.shape} and {y_pred.shape}")
+    err = y_pred - y_true
+    ss_tot = float(((y_true - y_true.mean()) ** 2).sum())
+    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean())),
+            "r2": 1.0 - float((err**2).sum()) / ss_tot if ss_tot else float("nan")}
+
+
+def evaluate(model, df: pd.DataFrame) -> dict[str, float]:
+    """Metrics of a fitted model on a table with the target column."""
+    X, y = xy(df)
+    return metrics(y, model.predict(X))
+
+
+def evaluate_by_month(model, df: pd.DataFrame) -> pd.DataFrame:
+    """MAE, RMSE and R^2 per month, in calendar order."""
+    rows = [{"month": m, "rows": len(b), **evaluate(model, b)} for m, b in data.monthly_batches(df)]
+    return pd.DataFrame(rows).set_index("month")
+
+
+# ---------------------------------------------------------------- persist (skops, never pickle)
+def model_kind(model) -> str:
+    """The ``MODEL_KINDS`` name of a fitted or unfitted model."""
+    name = type(model).__name__
+    for kind, cls in (("random_forest", "RandomForestRegressor"),
+                      ("gradient_boosting", "HistGradientBoostingRegressor"), ("ridge", "Ridge")):
+        if name == cls:
+            return kind
+    raise ValueError(f"{name} is not one of the course's model families {MODEL_KINDS}")
+
+
+def save_model(model, path: str | Path) -> Path:
+    """Save with skops (a format that does not run code when loaded)."""
+    import skops.io as sio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sio.dump(model, path)
+    return path
+
+
+def load_model(path: str | Path, trusted: Sequence[str] = ALL_TRUSTED_TYPES):
+    """Load a skops file, trusting only the listed types; anything else is refused with its type names."""
+    import skops.io as sio
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path.name}; run the train stage first")
+    untrusted = [t for t in sio.get_untrusted_types(file=path) if t not in trusted]
+    if untrusted:
+        raise ValueError(f"{path.name} contains types that are not trusted: {untrusted}. "
+                         f"Inspect them before adding them to the trusted list.")
+    return sio.load(path, trusted=list(trusted))
+
+
+@dataclass(frozen=True)
+class Split:
+    """Default months for the running example: train on winter and spring, test on the next month."""
+
+    train: tuple[str, ...] = ("Jan", "Feb", "March", "April")
+    valid: tuple[str, ...] = ("May",)
+    test: tuple[str, ...] = ("June",)
+
+
+DEFAULT_SPLIT = Split()
+
+
+def as_params(mapping: Mapping[str, Any] | None, kind: str) -> dict[str, Any]:
+    """Model settings for ``kind`` merged over its defaults (unknown keys are reported, not ignored)."""
+    params = dict(DEFAULT_PARAMS[kind])
+    for key, value in (mapping or {}).items():
+        if key not in params:
+            raise ValueError(f"{key!r} is not a setting of {kind}; known settings: {sorted(params)}")
+        params[key] = value
+    return params

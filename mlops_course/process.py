@@ -1,0 +1,163 @@
+"""Background servers for lessons: start on a free loopback port, wait until healthy, always stop.
+
+``BackgroundServer`` runs a command (``{port}`` in it is replaced by the port) in its own process group,
+writes its output to a log file, polls a health URL, and stops the whole group on ``stop()``, at the end of
+a ``with`` block, or when the Python process exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+HOST = "127.0.0.1"
+_RUNNING: set["BackgroundServer"] = set()
+_cleanup_installed = False
+
+
+class ServerError(RuntimeError):
+    """A background server could not start, or its port was taken."""
+
+
+def free_port(host: str = HOST) -> int:
+    """A TCP port on loopback that nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = HOST) -> bool:
+    """True when something already listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def install_cleanup() -> None:
+    """Stop every server still running when the interpreter exits (kernel shutdown included)."""
+    global _cleanup_installed
+    if not _cleanup_installed:
+        atexit.register(stop_all)
+        _cleanup_installed = True
+
+
+def stop_all() -> None:
+    """Stop every background server this process started."""
+    for server in list(_RUNNING):
+        server.stop()
+
+
+class BackgroundServer:
+    """A command run in the background on a loopback port, with a health check and a log file.
+
+    >>> with BackgroundServer(["python", "-m", "http.server", "{port}", "--bind", "127.0.0.1"],
+    ...                       health_path="/", log_file=Path("http.log")) as srv:
+    ...     urllib.request.urlopen(srv.url).status
+    200
+    """
+
+    def __init__(self, command: Sequence[str], *, log_file: os.PathLike | str, port: int | None = None,
+                 health_path: str = "/health", env: Mapping[str, str] | None = None,
+                 cwd: os.PathLike | str | None = None, startup_timeout: float = 30.0, name: str | None = None):
+        self.port = port if port is not None else free_port()
+        self.command = [str(part).replace("{port}", str(self.port)) for part in command]
+        self.log_file = Path(log_file)
+        self.health_path = health_path
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
+        self.startup_timeout = startup_timeout
+        self.name = name or Path(self.command[0]).name
+        self.process: subprocess.Popen | None = None
+        self._log_handle = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the server wrote (stdout and stderr together)."""
+        if not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def start(self) -> "BackgroundServer":
+        """Start the server and wait for its health URL to answer 200; raise ``ServerError`` otherwise."""
+        if self.running:
+            return self
+        if port_in_use(self.port):
+            raise ServerError(f"port {self.port} on {HOST} is already in use: stop what listens there "
+                              f"or leave the port out so a free one is chosen")
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._log_handle = open(self.log_file, "ab")
+        self.process = subprocess.Popen(self.command, stdout=self._log_handle, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
+                                        start_new_session=True)
+        _RUNNING.add(self)
+        install_cleanup()
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        url = self.url + self.health_path
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServerError(f"{self.name} exited with code {self.process.returncode} before it was "
+                                  f"ready. Last lines of its log:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            time.sleep(0.1)
+        raise ServerError(f"{self.name} did not answer {self.health_path} within {self.startup_timeout:.0f} s. "
+                          f"Last lines of its log:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server and every process it started (SIGTERM, then SIGKILL after ``timeout``)."""
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout)
+        if proc is not None:
+            # Children that outlived the leader (workers) go too.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
+        _RUNNING.discard(self)
+
+    def __enter__(self) -> "BackgroundServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<BackgroundServer {self.name} {state}>"

@@ -1,0 +1,65 @@
+"""The lock file pins everything; environment.yml agrees with it; pyproject names the course's tools."""
+
+import re
+import tomllib
+
+import yaml
+
+from conftest import REPO
+
+LOCK_LINE = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)")
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_pins() -> dict[str, str]:
+    pins = {}
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        match = LOCK_LINE.match(line)
+        if match:
+            pins[normalise(match.group(1))] = match.group(2)
+    return pins
+
+
+def conda_pins(env: dict) -> dict[str, str]:
+    pins = {}
+    for dep in env["dependencies"]:
+        if isinstance(dep, str) and "=" in dep:
+            name, version = dep.split("=", 1)
+            pins[normalise(name)] = version.lstrip("=")
+    return pins
+
+
+def test_every_requirement_line_is_pinned():
+    lines = [ln for ln in (REPO / "requirements.lock").read_text().splitlines()
+             if ln and not ln.startswith((" ", "#"))]
+    assert lines and all(LOCK_LINE.match(ln) for ln in lines), [ln for ln in lines if not LOCK_LINE.match(ln)]
+
+
+def test_environment_yml_matches_lock():
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    pins, lock = conda_pins(env), lock_pins()
+    shared = {name: version for name, version in pins.items() if name in lock}
+    assert len(shared) >= 8, f"environment.yml pins too few shared packages: {shared}"
+    mismatched = {n: (v, lock[n]) for n, v in shared.items() if v != lock[n]}
+    assert not mismatched, f"environment.yml vs requirements.lock: {mismatched}"
+    assert "conda-forge" in env["channels"]
+
+
+def test_conda_pin_parser_sees_a_mismatch():
+    env = {"dependencies": ["numpy=1.0.0", "python=3.11", {"pip": ["-e ."]}]}
+    assert conda_pins(env)["numpy"] != lock_pins()["numpy"]
+
+
+def test_pyproject_names_the_course_tools():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = {normalise(re.split(r"[<>=!~\[ ]", d, 1)[0]) for d in project["dependencies"]}
+    for tool in ["jupyterlab", "nbval", "papermill", "scikit-learn", "mlflow", "dvc", "matplotlib", "pytest",
+                 "fastapi", "uvicorn", "httpx", "prometheus-client", "skl2onnx", "onnxruntime", "skops",
+                 "evidently", "prefect"]:
+        assert tool in deps, tool
+        assert tool in lock_pins(), f"{tool} missing from the lock"
+    assert project["requires-python"] == ">=3.11"
+    assert project["scripts"]["mlops-course"] == "mlops_course.cli:main"

@@ -1,0 +1,40 @@
+import pytest
+
+from mlops_course import lessons
+
+
+def test_catalogue_is_numbered_and_named_in_one_style():
+    numbers = [info.number for info in lessons.CATALOGUE]
+    assert numbers == [f"{i:02d}" for i in range(9)]
+    for info in lessons.CATALOGUE:
+        assert info.stem.startswith(info.number + "-") and " " not in info.stem
+
+
+@pytest.mark.parametrize("name", ["0", "00", "00-Introduction_to_MLOps", "00-Introduction_to_MLOps.ipynb",
+                                  "notebooks/00-Introduction_to_MLOps.ipynb"])
+def test_find(name):
+    assert lessons.find(name).number == "00"
+
+
+def test_unknown_lesson():
+    with pytest.raises(lessons.UnknownLessonError, match="unknown lesson 'nine'"):
+        lessons.find("nine")
+
+
+def test_module_table_marks_coming_lessons():
+    text = lessons.module_table()
+    md = lessons.module_table(markdown=True)
+    for info in lessons.CATALOGUE:
+        assert info.title in text
+        if info.available:
+            assert f"({info.filename})" in md
+        else:
+            assert f"{info.title} (coming)" in md
+    assert lessons.find("06").title == "CI/CD for ML"
+
+
+def test_notebooks_readme_has_current_table():
+    from conftest import NOTEBOOKS
+
+    readme = (NOTEBOOKS / "README.md").read_text()
+    assert lessons.module_table(markdown=True) in readme, "run `python -m mlops_course.lessons` and paste it"

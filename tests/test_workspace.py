@@ -1,0 +1,48 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from mlops_course import workspace
+
+
+def test_setup_lesson_makes_fresh_isolated_workspace(lesson_env, capsys):
+    lesson = workspace.setup_lesson("3")
+    assert lesson.number == "03"
+    assert lesson.workspace.parent == lesson_env / "ws"
+    assert Path.cwd() == lesson.workspace
+    assert (lesson.workspace / "mlflow.db").exists()
+    assert os.environ["MLFLOW_TRACKING_URI"] == lesson.tracking_uri
+    assert os.environ["MLFLOW_DISABLE_TELEMETRY"] == "true" and os.environ["DVC_NO_ANALYTICS"] == "1"
+    out = capsys.readouterr()
+    assert "Lesson 03 ready" in out.out and str(lesson.workspace) not in out.out
+    assert "Creating initial MLflow database" not in out.out + out.err
+
+
+def test_rerun_replaces_own_workspace_and_keeps_live_ones(lesson_env):
+    root = lesson_env / "ws"
+    live = root / "lesson-05-1"  # pid 1 is alive: another kernel's workspace is left alone
+    stale = root / "lesson-05-999999999"
+    live.mkdir(parents=True)
+    stale.mkdir()
+    first = workspace.setup_lesson("05", tracking=False, quiet=True)
+    (first.workspace / "leftover.txt").write_text("x")
+    second = workspace.setup_lesson("05", tracking=False, quiet=True)
+    assert second.workspace == first.workspace and not (second.workspace / "leftover.txt").exists()
+    assert live.exists() and not stale.exists()
+
+
+def test_show_never_prints_machine_paths(lesson_env):
+    lesson = workspace.setup_lesson("01", tracking=False, quiet=True)
+    assert lesson.show(lesson.path("data", "x.csv")) == "data/x.csv"
+    assert lesson.show("/etc/passwd") == "passwd"
+
+
+@pytest.mark.parametrize("value,expected", [(1, "01"), ("01", "01"), ("07-Workflow", "07"), ("8", "08")])
+def test_normalise_number(value, expected):
+    assert workspace.normalise_number(value) == expected
+
+
+def test_normalise_number_rejects_names():
+    with pytest.raises(ValueError, match="number"):
+        workspace.normalise_number("intro")
