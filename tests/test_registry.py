@@ -1,0 +1,84 @@
+import mlflow
+import numpy as np
+import pytest
+
+from mlops_course import data, pipeline, registry
+
+
+@pytest.fixture(scope="module")
+def months():
+    bikes = data.load_bikeshare()
+    return {m: b for m, b in data.monthly_batches(bikes)}
+
+
+@pytest.fixture
+def store(lesson_env):
+    from mlops_course import setup_lesson
+
+    return setup_lesson("99", quiet=True)
+
+
+def log_and_register(train_df, alias=None, **params):
+    model = pipeline.train(train_df, **params)
+    with mlflow.start_run():
+        logged = registry.log_bike_model(model, pipeline.make_features(train_df))
+    return model, registry.register(logged, alias=alias, tags={"months": "test"})
+
+
+def test_log_register_and_load_both_flavours(store, months):
+    model, version = log_and_register(months["Jan"], alias="champion", n_estimators=5)
+    assert version == "1" and registry.aliases() == {"champion": "1"}
+    X = pipeline.make_features(months["Feb"])
+    loaded = registry.load_sklearn("champion")
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+    session = registry.load_onnx_session("champion")
+    assert session is not None
+    assert np.max(np.abs(registry.packaging.onnx_predict(session, X) - model.predict(X))) < 1e-3
+    assert registry.version_by_alias("champion").tags["months"] == "test"
+
+
+def test_missing_alias_lists_existing(store, months):
+    log_and_register(months["Jan"], alias="champion", n_estimators=3)
+    with pytest.raises(registry.AliasError, match=r"no alias 'prod'.*champion"):
+        registry.load_sklearn("prod")
+    with pytest.raises(registry.AliasError, match="no registered model named 'nope'"):
+        registry.version_by_alias("champion", name="nope")
+
+
+def test_log_needs_a_run(store, months):
+    model = pipeline.train(months["Jan"], n_estimators=3)
+    with pytest.raises(RuntimeError, match="active run"):
+        registry.log_bike_model(model, pipeline.make_features(months["Jan"]))
+
+
+@pytest.mark.parametrize("challenger,champion,margin,expected", [
+    (10.0, None, 0.0, True), (9.0, 10.0, 0.0, True), (10.0, 10.0, 0.0, False),
+    (9.5, 10.0, 0.1, False), (8.9, 10.0, 0.1, True)])
+def test_gate_rule(challenger, champion, margin, expected):
+    promoted, reason = registry.gate(challenger, champion, margin)
+    assert promoted is expected and ("promoted" in reason) is expected
+
+
+def test_gate_rejects_bad_margin():
+    with pytest.raises(ValueError, match="margin"):
+        registry.gate(1.0, 2.0, margin=1.5)
+
+
+def test_promote_only_when_better(store, months):
+    holdout = months["May"]
+    _, v1 = log_and_register(months["Jan"], n_estimators=5)
+    first = registry.promote_if_better(v1, holdout)
+    assert first.promoted and registry.aliases()["champion"] == v1
+    _, v2 = log_and_register(pipeline_concat(months, ["Jan", "Feb", "March", "April"]), n_estimators=5)
+    second = registry.promote_if_better(v2, holdout)
+    assert second.promoted and second.challenger_mae < second.champion_mae
+    assert registry.aliases() == {"challenger": v2, "champion": v2}
+    _, v3 = log_and_register(months["Jan"], n_estimators=2, max_depth=2)
+    third = registry.promote_if_better(v3, holdout)
+    assert not third.promoted and registry.aliases()["champion"] == v2 and "champion kept" in str(third)
+
+
+def pipeline_concat(months, names):
+    import pandas as pd
+
+    return pd.concat([months[m] for m in names], ignore_index=True)
