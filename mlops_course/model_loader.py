@@ -1,0 +1,110 @@
+"""Loading the model a service serves: resolve ``models:/<name>@<alias>`` and load ONNX or scikit-learn.
+
+The prediction service (``serving.py``) calls :func:`load_served_model` at start-up and on ``POST /reload``.
+Everything goes through ``registry.py``: the alias is resolved with ``version_by_alias``, the model is loaded
+with ``load_onnx_session`` or ``load_sklearn``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from mlops_course import packaging, pipeline, registry
+
+BACKENDS = ("auto", "onnx", "sklearn")
+
+
+class ModelLoadError(RuntimeError):
+    """The registry has no model for the alias, or the requested backend cannot serve it."""
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One loaded model version and the function that predicts with it."""
+
+    name: str
+    alias: str
+    version: str
+    backend: str  # "onnx" or "sklearn"
+    predictor: Callable[[np.ndarray], np.ndarray] = field(repr=False, compare=False)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predicted bikes per hour (float64) for a matrix of rows in ``pipeline.FEATURES`` order."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(pipeline.FEATURES):
+            raise ValueError(f"expected a matrix with {len(pipeline.FEATURES)} columns {pipeline.FEATURES}; "
+                             f"got shape {X.shape}")
+        return np.asarray(self.predictor(X), dtype=np.float64).ravel()
+
+
+@contextlib.contextmanager
+def tracking_store(uri: str | None) -> Iterator[None]:
+    """Point MLflow at ``uri`` for the duration of a block, then restore what was there before."""
+    if not uri:
+        yield
+        return
+    import mlflow
+
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
+
+
+def _sklearn_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
+    # The model was fitted on a DataFrame: give it one, so scikit-learn checks the column names.
+    def predict(X: np.ndarray) -> np.ndarray:
+        return model.predict(pd.DataFrame(X, columns=pipeline.FEATURES))
+
+    return predict
+
+
+def _onnx_predictor(session) -> Callable[[np.ndarray], np.ndarray]:
+    def predict(X: np.ndarray) -> np.ndarray:
+        return packaging.onnx_predict(session, X)
+
+    return predict
+
+
+def load_served_model(name: str = registry.MODEL_NAME, alias: str = "champion", *,
+                      tracking_uri: str | None = None, backend: str = "auto",
+                      attempts: int = 3) -> ServedModel:
+    """Load the version ``alias`` points at. ``backend``: ``"auto"`` (ONNX when the version has an ONNX copy,
+    scikit-learn otherwise), ``"onnx"`` or ``"sklearn"``.
+
+    The alias is resolved before and after loading; if it moved in between, the load is repeated, so the
+    returned version number always matches the loaded model.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    with tracking_store(tracking_uri):
+        for _ in range(max(1, attempts)):
+            try:
+                before = registry.version_by_alias(alias, name)
+            except registry.AliasError as exc:
+                raise ModelLoadError(str(exc)) from None
+            has_onnx = bool(before.tags.get(registry.ONNX_TAG))
+            if backend == "onnx" and not has_onnx:
+                raise ModelLoadError(f"version {before.version} of {name!r} has no ONNX copy (tag "
+                                     f"{registry.ONNX_TAG!r}); serve it with backend='sklearn' or 'auto'")
+            if has_onnx and backend in ("auto", "onnx"):
+                chosen, predictor = "onnx", _onnx_predictor(registry.load_onnx_session(alias, name))
+            else:
+                chosen, predictor = "sklearn", _sklearn_predictor(registry.load_sklearn(alias, name))
+            after = registry.version_by_alias(alias, name)
+            if str(after.version) == str(before.version):
+                return ServedModel(name, alias, str(before.version), chosen, predictor)
+    raise ModelLoadError(f"alias {alias!r} of {name!r} kept moving while the model was loaded; try again")

@@ -1,0 +1,309 @@
+"""The course's prediction service: a FastAPI app that serves ``models:/bike-demand@champion``.
+
+Routes: ``GET /health``, ``POST /predict`` (one or many rows), ``POST /reload`` (re-resolve the alias),
+``GET /metrics`` (Prometheus text format), plus FastAPI's ``/docs`` and ``/openapi.json``.
+
+- :func:`create_app` builds the app in this process (for ``fastapi.testclient.TestClient``).
+- :func:`start_service` runs it with uvicorn in a background process on 127.0.0.1 and a free port and
+  returns a started :class:`~mlops_course.process.BackgroundServer` (``.url``, ``.stop()``, ``with``).
+- ``python -m mlops_course.serving --port 8000`` runs it in the foreground.
+
+Each ``/predict`` call is appended to a JSON-lines request log by a background thread, so the response never
+waits for the disk. A line reaches the file a moment after its response; :func:`read_request_log` with
+``expect=n`` waits for ``n`` lines, and stopping the service writes everything still queued.
+"""
+
+import argparse
+import math
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, create_model
+
+from mlops_course import pipeline, registry
+from mlops_course.model_loader import BACKENDS, ModelLoadError, ServedModel, load_served_model
+from mlops_course.process import HOST, BackgroundServer
+from mlops_course.request_log import RequestLog, read_request_log  # noqa: F401 (part of this module's API)
+
+MAX_BATCH = 2000  # rows per request; a month of hourly rows is at most 744
+ROUTES = ("/health", "/predict", "/reload", "/metrics", "/docs", "/openapi.json")
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+PREDICTION_BUCKETS = (10, 25, 50, 100, 200, 300, 400, 500, 600, 800, 1000)
+
+
+# ---------------------------------------------------------------- request and response schemas
+def _feature_field(name: str) -> tuple[Any, Any]:
+    low, high, unit = pipeline.FEATURE_RANGES[name]
+    return (StrictFloat, Field(ge=low, le=high, allow_inf_nan=False,
+                               description=f"{unit}; from {low} to {high}", json_schema_extra={"unit": unit}))
+
+
+BikeFeatures = create_model(
+    "BikeFeatures", __config__=ConfigDict(extra="forbid"),
+    __doc__="One hour to predict: exactly the model's features, as numbers within their ranges.",
+    **{name: _feature_field(name) for name in pipeline.FEATURES})
+
+EXAMPLE_ROW = {"hr": 8, "weekday": 1, "workingday": 1, "holiday": 0, "weather": 1, "temp": 0.3, "atemp": 0.3,
+               "hum": 0.5, "windspeed": 0.2}
+
+
+def request_model(max_batch: int = MAX_BATCH) -> type[BaseModel]:
+    """The ``/predict`` body schema: ``{"rows": [BikeFeatures, ...]}`` with 1 to ``max_batch`` rows."""
+    return create_model(
+        "PredictRequest", __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [
+            {"rows": [EXAMPLE_ROW]}]}),
+        rows=(list[BikeFeatures], Field(min_length=1, max_length=max_batch,
+                                        description=f"hours to predict, 1 to {max_batch} per request")))
+
+
+PredictRequest = request_model()
+
+
+class PredictResponse(BaseModel):
+    predictions: list[float] = Field(description="predicted bikes per hour, one per row, in row order")
+    model_name: str
+    model_version: str
+    request_id: str
+
+
+class HealthResponse(BaseModel):
+    status: str
+    model_name: str
+    model_version: str
+    alias: str
+    backend: str
+
+
+# ---------------------------------------------------------------- metrics
+class ServiceMetrics:
+    """The service's Prometheus metrics, in a registry of their own (two apps in one process never clash)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("bike_requests_total", "HTTP requests by route, method and status code",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("bike_request_latency_seconds", "Time to answer a request, by route",
+                                 ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.prediction = Histogram("bike_prediction_value", "Predicted bikes per hour",
+                                    buckets=PREDICTION_BUCKETS, registry=self.registry)
+        self.model_info = Gauge("bike_model_info", "The model version being served (value 1)",
+                                ["name", "version", "alias", "backend"], registry=self.registry)
+
+    def serving(self, model: ServedModel) -> None:
+        self.model_info.clear()
+        self.model_info.labels(model.name, model.version, model.alias, model.backend).set(1)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request and times it (plain ASGI: cheaper than ``@app.middleware``)."""
+
+    def __init__(self, app, metrics: ServiceMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_and_remember(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_remember)
+        finally:
+            route = scope["path"] if scope["path"] in ROUTES else "other"  # bounded label values
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------- error bodies
+def _field_name(loc: Sequence[Any]) -> str:
+    parts = [p for p in loc if p != "body"]
+    if not parts or all(isinstance(p, int) for p in parts):
+        return "body"
+    name = ""
+    for p in parts:
+        name += f"[{p}]" if isinstance(p, int) else (f".{p}" if name else str(p))
+    return name
+
+
+def validation_error_body(errors: Sequence[dict]) -> tuple[int, dict]:
+    """Status code and JSON body for a rejected request: every problem with the field it concerns.
+
+    Invalid JSON is a 400, everything else a 422. The offending values are left out on purpose: a NaN in
+    the body could not be written back as JSON.
+    """
+    detail = []
+    for err in errors:
+        message = err.get("msg", "invalid")
+        if err.get("type") == "json_invalid" and err.get("ctx", {}).get("error"):
+            message = f"{message}: {err['ctx']['error']}"
+        detail.append({"field": _field_name(err.get("loc", ())), "loc": [str(p) for p in err.get("loc", ())],
+                       "msg": message, "type": err.get("type", "")})
+    status = 400 if any(d["type"] == "json_invalid" for d in detail) else 422
+    shown = "; ".join(f"{d['field']}: {d['msg']}" for d in detail[:5])
+    more = f" (and {len(detail) - 5} more)" if len(detail) > 5 else ""
+    return status, {"message": f"invalid request: {shown}{more}", "detail": detail}
+
+
+# ---------------------------------------------------------------- the app
+def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *, tracking_uri: str | None = None,
+               request_log: os.PathLike | str | None = None, backend: str = "auto",
+               max_batch: int = MAX_BATCH) -> FastAPI:
+    """The prediction service for ``models:/<model_name>@<alias>``; the model is loaded now.
+
+    ``request_log``: JSON-lines file for the monitoring lesson (none when ``None``). ``backend``: ``"auto"``
+    (ONNX Runtime when the version has an ONNX copy, scikit-learn otherwise), ``"onnx"`` or ``"sklearn"``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if not 1 <= int(max_batch):
+        raise ValueError(f"max_batch must be at least 1; got {max_batch}")
+    state = {"model": load_served_model(model_name, alias, tracking_uri=tracking_uri, backend=backend),
+             "backend": backend}
+    metrics = ServiceMetrics()
+    metrics.serving(state["model"])
+    log = RequestLog(request_log) if request_log is not None else None
+    reload_lock = threading.Lock()
+    body_schema = PredictRequest if max_batch == MAX_BATCH else request_model(max_batch)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        if log is not None:
+            log.close()
+
+    app = FastAPI(title="Bike demand prediction service", version="1.0", lifespan=lifespan,
+                  description=f"Predicts hourly bike rentals with `models:/{model_name}@{alias}`. "
+                              "Every feature is a number within its range; see the schema below.")
+    app.state.metrics = metrics
+    app.state.request_log = log
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    def health_body() -> dict:
+        model: ServedModel = state["model"]
+        return {"status": "ok", "model_name": model.name, "model_version": model.version, "alias": model.alias,
+                "backend": model.backend}
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, body = validation_error_body(exc.errors())
+        return JSONResponse(body, status_code=status)
+
+    @app.get("/health", response_model=HealthResponse, summary="Which model is being served")
+    async def health() -> dict:
+        return health_body()
+
+    @app.post("/predict", response_model=PredictResponse, summary="Predict bikes per hour for 1 or more rows")
+    async def predict(body: body_schema, request: Request) -> JSONResponse:  # type: ignore[valid-type]
+        model: ServedModel = state["model"]
+        X = np.array([[getattr(row, f) for f in pipeline.FEATURES] for row in body.rows], dtype=np.float64)
+        y = model.predict(X)
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        for value in y:
+            metrics.prediction.observe(value)
+        if log is not None:
+            log.write({"request_id": request_id, "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                       "model_version": model.version, "inputs": X, "predictions": y})
+        return JSONResponse({"predictions": [float(v) if math.isfinite(v) else None for v in y],
+                             "model_name": model.name, "model_version": model.version, "request_id": request_id},
+                            headers={"x-request-id": request_id})
+
+    @app.post("/reload", response_model=HealthResponse, summary="Re-resolve the alias and load the version it names",
+              responses={409: {"description": "the alias cannot be loaded; the old version keeps serving"}})
+    def reload(backend: Literal["auto", "onnx", "sklearn"] | None = Query(
+            None, description="switch the runtime too (default: keep the one chosen at start-up)")) -> Any:
+        with reload_lock:
+            current: ServedModel = state["model"]
+            wanted = backend or state["backend"]
+            try:
+                new = load_served_model(current.name, current.alias, tracking_uri=tracking_uri, backend=wanted)
+            except ModelLoadError as exc:
+                message = f"reload failed, still serving version {current.version} ({current.backend}): {exc}"
+                return JSONResponse({"message": message, "detail": message}, status_code=409)
+            state["model"], state["backend"] = new, wanted
+            metrics.serving(new)
+        return health_body()
+
+    @app.get("/metrics", summary="Prometheus metrics (text exposition format)")
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+# ---------------------------------------------------------------- running it
+def start_service(model_name: str = registry.MODEL_NAME, alias: str = "champion", *, tracking_uri: str | None = None,
+                  request_log: os.PathLike | str | None = None, backend: str = "auto",
+                  log_file: os.PathLike | str | None = None, port: int | None = None,
+                  max_batch: int = MAX_BATCH, startup_timeout: float = 120.0) -> BackgroundServer:
+    """Run the service with uvicorn in a background process on 127.0.0.1 (a free port unless ``port``).
+
+    Returns the started server; use it in a ``with`` block or call ``.stop()``. ``tracking_uri`` defaults to
+    ``MLFLOW_TRACKING_URI``. Paths are resolved against the current directory (the lesson's workspace).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not tracking_uri:
+        raise ValueError("no tracking store: pass tracking_uri=lesson.tracking_uri (or set MLFLOW_TRACKING_URI)")
+    command = [sys.executable, "-m", "mlops_course.serving", "--model-name", model_name, "--alias", alias,
+               "--tracking-uri", tracking_uri, "--backend", backend, "--port", "{port}",
+               "--max-batch", str(max_batch)]
+    if request_log is not None:
+        command += ["--request-log", str(Path(request_log).resolve())]
+    log_file = Path(log_file).resolve() if log_file is not None else Path.cwd() / "service.log"
+    server = BackgroundServer(command, log_file=log_file, port=port, health_path="/health",
+                              startup_timeout=startup_timeout, name=f"bike-service-{backend}",
+                              env={"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONWARNINGS": "ignore"})
+    return server.start()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="python -m mlops_course.serving", description=__doc__.splitlines()[0])
+    parser.add_argument("--model-name", default=registry.MODEL_NAME)
+    parser.add_argument("--alias", default="champion")
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
+    parser.add_argument("--backend", choices=BACKENDS, default="auto")
+    parser.add_argument("--request-log", default=None)
+    parser.add_argument("--max-batch", type=int, default=MAX_BATCH)
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    app = create_app(args.model_name, args.alias, tracking_uri=args.tracking_uri, request_log=args.request_log,
+                     backend=args.backend, max_batch=args.max_batch)
+    uvicorn.run(app, host=HOST, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
