@@ -1,0 +1,277 @@
+"""Drift statistics with NumPy and SciPy: is this batch of inputs still like the data the model learned from?
+
+Each function compares a *reference* sample (the training data) with a *current* sample (one month of
+traffic) of one feature:
+
+- :func:`ks_test`: Kolmogorov-Smirnov, the largest gap between the two empirical CDFs (numeric features).
+- :func:`wasserstein`: the area between the two CDFs, in the feature's units (numeric features).
+- :func:`chi2_test`: chi-squared test of homogeneity on the category counts (categorical features).
+- :func:`psi`: Population Stability Index over bins or categories (both kinds).
+
+:func:`drift_table` runs them on every column of a batch and decides per column; :func:`drift_by_month`
+does that for a sequence of batches. NaNs are dropped (their share is reported); empty or all-NaN samples,
+categories the reference never had, and mismatched columns raise :class:`DriftInputError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+# Rules of thumb from credit-scorecard monitoring (e.g. N. Siddiqi, "Credit Risk Scorecards", Wiley 2006);
+# Yurdakul & Naranjo, "Statistical properties of the population stability index" (J. Risk Model Validation,
+# 2020) note they are used without reference to error rates: read them as conventions, not as tests.
+PSI_STABLE, PSI_SIGNIFICANT = 0.1, 0.25
+PSI_EPS = 1e-4  # stands in for an empty bin's share, so log(0) never happens (Evidently uses the same value)
+NUMERIC_TESTS = ("wasserstein", "ks")
+
+
+class DriftInputError(ValueError):
+    """A sample or table that the drift statistics cannot compare; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """A test statistic with its p-value (and degrees of freedom for chi-squared)."""
+
+    statistic: float
+    p_value: float
+    dof: int | None = None
+
+
+def _numeric(values, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype="float64").ravel()
+    except (TypeError, ValueError):
+        raise DriftInputError(f"{name}: values must be numbers; treat the column as categorical "
+                              f"(drift_table(..., categorical=[...])) if they are labels") from None
+    if arr.size == 0:
+        raise DriftInputError(f"{name}: the sample is empty; compare batches that have rows")
+    arr = arr[~np.isnan(arr)]
+    if arr.size == 0:
+        raise DriftInputError(f"{name}: every value is NaN; this is a data-quality failure upstream, "
+                              f"not drift: fix the feed before measuring drift")
+    return arr
+
+
+def _labels(values, name: str) -> np.ndarray:
+    series = pd.Series(np.asarray(values, dtype=object).ravel())
+    if series.empty:
+        raise DriftInputError(f"{name}: the sample is empty; compare batches that have rows")
+    series = series.dropna()
+    if series.empty:
+        raise DriftInputError(f"{name}: every value is missing; this is a data-quality failure upstream, "
+                              f"not drift: fix the feed before measuring drift")
+    return series.to_numpy()
+
+
+def ks_test(reference, current) -> TestResult:
+    """Two-sample Kolmogorov-Smirnov test.
+
+    D is the largest vertical gap between the empirical CDFs F_ref and F_cur, looked at on every observed
+    value. Under "same distribution", sqrt(n*m/(n+m)) * D follows Kolmogorov's law; the p-value uses
+    SciPy's distribution of D (``kstwo``) with that effective size, as ``ks_2samp(method="asymp")`` does.
+    """
+    ref, cur = np.sort(_numeric(reference, "reference")), np.sort(_numeric(current, "current"))
+    return _ks_sorted(ref, cur)
+
+
+def _ks_sorted(ref: np.ndarray, cur: np.ndarray) -> TestResult:
+    pooled = np.concatenate([ref, cur])
+    gap = (np.searchsorted(ref, pooled, side="right") / ref.size
+           - np.searchsorted(cur, pooled, side="right") / cur.size)
+    d = float(np.max(np.abs(gap)))
+    n, m = sorted([float(ref.size), float(cur.size)], reverse=True)
+    p = float(np.clip(stats.kstwo.sf(d, np.round(n * m / (n + m))), 0.0, 1.0))
+    return TestResult(d, p)
+
+
+def wasserstein(reference, current, *, normed: bool = False) -> float:
+    """First Wasserstein ("earth mover's") distance: the integral of |F_ref(x) - F_cur(x)| dx.
+
+    It is in the feature's units (how far, on average, values moved). ``normed=True`` divides by the
+    reference's standard deviation (at least 0.001), which makes one threshold (0.1) fit every feature;
+    Evidently's default test for numeric columns of more than 1,000 reference rows does the same.
+    """
+    ref, cur = np.sort(_numeric(reference, "reference")), np.sort(_numeric(current, "current"))
+    return _wasserstein_sorted(ref, cur, normed)
+
+
+def _wasserstein_sorted(ref: np.ndarray, cur: np.ndarray, normed: bool) -> float:
+    pooled = np.sort(np.concatenate([ref, cur]))
+    widths = np.diff(pooled)
+    f_ref = np.searchsorted(ref, pooled[:-1], side="right") / ref.size
+    f_cur = np.searchsorted(cur, pooled[:-1], side="right") / cur.size
+    distance = float(np.sum(np.abs(f_ref - f_cur) * widths))
+    return distance / max(float(np.std(ref)), 0.001) if normed else distance
+
+
+def _counts(ref: np.ndarray, cur: np.ndarray, categories: Sequence | None, name: str):
+    known = list(categories) if categories is not None else list(pd.unique(ref))
+    for label, sample in (("reference", ref), ("current", cur)):
+        unseen = sorted({str(v) for v in pd.unique(sample)} - {str(k) for k in known})
+        if unseen:
+            where = "the declared categories" if categories is not None else "the reference"
+            raise DriftInputError(f"{name}: {label} has categories {unseen[:5]} that {where} never had; a "
+                                  f"new value is a schema or data-quality change: fix the data, or pass "
+                                  f"categories=[...] listing every valid value")
+    keys = pd.Index(known)
+    ref_counts = pd.Series(ref).value_counts().reindex(keys, fill_value=0).to_numpy(dtype=float)
+    cur_counts = pd.Series(cur).value_counts().reindex(keys, fill_value=0).to_numpy(dtype=float)
+    keep = (ref_counts + cur_counts) > 0  # a category neither sample has carries no information
+    return ref_counts[keep], cur_counts[keep]
+
+
+def chi2_test(reference, current, *, categories: Sequence | None = None, correction: bool = True) -> TestResult:
+    """Chi-squared test of homogeneity: do both samples share one distribution over the categories?
+
+    The 2 x k table of counts is compared with the counts expected if both rows had the pooled shares:
+    chi2 = sum((observed - expected)**2 / expected), with k - 1 degrees of freedom. With one degree of
+    freedom (two categories) Yates' correction moves each count up to 0.5 towards its expectation, as
+    ``scipy.stats.chi2_contingency`` does by default.
+    """
+    ref_counts, cur_counts = _counts(_labels(reference, "reference"), _labels(current, "current"),
+                                     categories, "chi2_test")
+    return _chi2_counts(ref_counts, cur_counts, correction)
+
+
+def _chi2_counts(ref_counts: np.ndarray, cur_counts: np.ndarray, correction: bool) -> TestResult:
+    observed = np.vstack([ref_counts, cur_counts])
+    dof = observed.shape[1] - 1
+    if dof == 0:
+        return TestResult(0.0, 1.0, 0)
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / observed.sum()
+    if dof == 1 and correction:
+        diff = expected - observed
+        observed = observed + np.minimum(0.5, np.abs(diff)) * np.sign(diff)
+    statistic = float(np.sum((observed - expected) ** 2 / expected))
+    return TestResult(statistic, float(stats.chi2.sf(statistic, dof)), dof)
+
+
+def psi_from_shares(expected, actual, *, eps: float = PSI_EPS) -> float:
+    """PSI of two vectors of shares (each summing to 1): sum((actual - expected) * ln(actual / expected)).
+
+    Shares of 0 are replaced by ``eps``. The sum is symmetric in the two samples (it is the Jeffreys
+    divergence, the two Kullback-Leibler divergences added up).
+    """
+    e, a = np.asarray(expected, float), np.asarray(actual, float)
+    if e.shape != a.shape or e.size == 0:
+        raise DriftInputError(f"need two non-empty share vectors of one length; got {e.shape} and {a.shape}")
+    e, a = np.where(e > 0, e, eps), np.where(a > 0, a, eps)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def psi(reference, current, *, categorical: bool = False, bins: int = 10,
+        categories: Sequence | None = None) -> float:
+    """Population Stability Index of a feature.
+
+    Numeric features are cut into ``bins`` bins at the reference's quantiles (equal shares of the
+    reference; repeated edges of discrete features merge), categorical ones use their categories. Then
+    :func:`psi_from_shares`. Below 0.1 reads "stable", 0.1-0.25 "moderate", above 0.25 "significant".
+    """
+    if categorical:
+        ref_counts, cur_counts = _counts(_labels(reference, "reference"), _labels(current, "current"),
+                                         categories, "psi")
+        return psi_from_shares(ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum())
+    ref, cur = _numeric(reference, "reference"), _numeric(current, "current")
+    return _psi_numeric(ref, cur, bins)
+
+
+def _psi_numeric(ref: np.ndarray, cur: np.ndarray, bins: int) -> float:
+    if bins < 2:
+        raise DriftInputError(f"psi needs at least 2 bins; got {bins}")
+    inner = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+    ref_share = np.bincount(np.searchsorted(inner, ref, side="right"), minlength=inner.size + 1) / ref.size
+    cur_share = np.bincount(np.searchsorted(inner, cur, side="right"), minlength=inner.size + 1) / cur.size
+    return psi_from_shares(ref_share, cur_share)
+
+
+def psi_level(value: float) -> str:
+    """``"stable"`` (< 0.1), ``"moderate"`` (0.1-0.25) or ``"significant"`` (> 0.25)."""
+    if math.isnan(value):
+        return "n/a"
+    return "stable" if value < PSI_STABLE else "moderate" if value <= PSI_SIGNIFICANT else "significant"
+
+
+def _check_columns(reference: pd.DataFrame, current: pd.DataFrame, categorical: Iterable[str]) -> list[str]:
+    if list(reference.columns) != list(current.columns):
+        missing = [c for c in reference.columns if c not in current.columns]
+        extra = [c for c in current.columns if c not in reference.columns]
+        raise DriftInputError(f"columns differ: current lacks {missing}, has extra {extra}"
+                              + ("" if missing or extra else " (same names, different order)")
+                              + "; select the same columns in the same order from both tables")
+    unknown = [c for c in categorical if c not in reference.columns]
+    if unknown:
+        raise DriftInputError(f"categorical column(s) {unknown} are not in the tables {list(reference.columns)}")
+    return list(reference.columns)
+
+
+def drift_table(reference: pd.DataFrame, current: pd.DataFrame, *, categorical: Iterable[str] = (),
+                numeric_test: str = "wasserstein", alpha: float = 0.05, distance_threshold: float = 0.1,
+                psi_bins: int = 10) -> pd.DataFrame:
+    """One row per column: the test used, its statistic and p-value, PSI and its level, and the decision.
+
+    Numeric columns drift when the normed Wasserstein distance is at least ``distance_threshold``
+    (``numeric_test="wasserstein"``) or when the KS p-value is below ``alpha`` (``"ks"``); categorical
+    columns when the chi-squared p-value is below ``alpha``. ``missing`` is the share of NaN in current.
+    """
+    if numeric_test not in NUMERIC_TESTS:
+        raise DriftInputError(f"numeric_test must be one of {NUMERIC_TESTS}; got {numeric_test!r}")
+    categorical = list(categorical)
+    columns = _check_columns(reference, current, categorical)
+    rows = []
+    for col in columns:
+        where = f"column {col!r}"
+        if col in categorical:
+            ref, cur = _labels(reference[col], f"{where} of reference"), _labels(current[col], f"{where} of current")
+            ref_counts, cur_counts = _counts(ref, cur, None, where)
+            result = _chi2_counts(ref_counts, cur_counts, True)
+            value = psi_from_shares(ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum())
+            row = {"kind": "categorical", "test": "chi2", "statistic": result.statistic,
+                   "p_value": result.p_value, "drifted": result.p_value < alpha}
+        else:
+            ref = np.sort(_numeric(reference[col], f"{where} of reference"))
+            cur = np.sort(_numeric(current[col], f"{where} of current"))
+            value = _psi_numeric(ref, cur, psi_bins)
+            if numeric_test == "ks":
+                result = _ks_sorted(ref, cur)
+                row = {"kind": "numeric", "test": "ks", "statistic": result.statistic,
+                       "p_value": result.p_value, "drifted": result.p_value < alpha}
+            else:
+                distance = _wasserstein_sorted(ref, cur, normed=True)
+                row = {"kind": "numeric", "test": "wasserstein", "statistic": distance,
+                       "p_value": float("nan"), "drifted": distance >= distance_threshold}
+        row.update(psi=value, psi_level=psi_level(value), missing=float(current[col].isna().mean()))
+        rows.append({"feature": col, **row})
+    table = pd.DataFrame(rows).set_index("feature")
+    table["drifted"] = table["drifted"].astype(bool)
+    return table[["kind", "test", "statistic", "p_value", "psi", "psi_level", "missing", "drifted"]]
+
+
+def drift_share(table: pd.DataFrame) -> float:
+    """The share of columns of a :func:`drift_table` that drifted (0.0-1.0)."""
+    if table.empty:
+        raise DriftInputError("the drift table is empty")
+    return float(table["drifted"].mean())
+
+
+def drift_by_month(reference: pd.DataFrame, batches: Iterable[tuple[str, pd.DataFrame]], *,
+                   value: str = "psi", **options) -> pd.DataFrame:
+    """A features x months table of one field of :func:`drift_table` (``"psi"``, ``"statistic"``,
+    ``"p_value"`` or ``"drifted"``) for ``(month, batch)`` pairs, e.g. from ``data.monthly_batches``."""
+    columns = {}
+    for month, batch in batches:
+        table = drift_table(reference, batch, **options)
+        if value not in table.columns:
+            raise DriftInputError(f"value must be a column of the drift table {list(table.columns)}; got {value!r}")
+        columns[month] = table[value]
+    if not columns:
+        raise DriftInputError("no batches to compare: pass (month, rows) pairs")
+    matrix = pd.DataFrame(columns)
+    matrix.columns.name, matrix.index.name = "month", "feature"
+    return matrix

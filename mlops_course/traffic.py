@@ -1,0 +1,179 @@
+"""Production traffic for the monitoring lessons: replay months of real hours to the service over HTTP,
+read the request log it writes, and scrape and parse its Prometheus ``/metrics``.
+
+The service itself is :mod:`mlops_course.serving` (lesson 04); this module is only its client. The request
+log has one JSON line per ``/predict`` call: ``request_id``, ``time``, ``model_version``, ``inputs`` (rows)
+and ``predictions``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from mlops_course import pipeline
+
+INTEGER_FEATURES = ("hr", "weekday", "workingday", "holiday", "weather")
+
+
+class TrafficError(RuntimeError):
+    """The service answered something other than a prediction, or its log or metrics are unusable."""
+
+
+def feature_rows(features: pd.DataFrame) -> list[dict]:
+    """JSON-ready request rows (the columns of ``pipeline.FEATURES``; whole-number features as ints)."""
+    missing = [c for c in pipeline.FEATURES if c not in features.columns]
+    if missing:
+        raise TrafficError(f"rows lack feature column(s) {missing}; build them with pipeline.make_features")
+    rows = []
+    for record in features[pipeline.FEATURES].to_dict(orient="records"):
+        rows.append({k: int(v) if k in INTEGER_FEATURES else float(v) for k, v in record.items()})
+    return rows
+
+
+def replay(url: str, batches: Iterable[tuple[str, pd.DataFrame]], *, rows_per_request: int = 24,
+           client=None, timeout: float = 30.0) -> pd.DataFrame:
+    """POST each month's feature rows to ``{url}/predict``, ``rows_per_request`` at a time (24 = one day).
+
+    Returns one row per prediction: ``month``, ``row`` (position in the month's batch), ``request_id``,
+    ``model_version`` and ``prediction``. Any non-200 answer raises :class:`TrafficError` with its body.
+    ``client`` may be an ``httpx.Client`` (or FastAPI's ``TestClient``); by default one is opened here.
+    """
+    import httpx
+
+    if rows_per_request < 1:
+        raise ValueError(f"rows_per_request must be at least 1; got {rows_per_request}")
+    own = client is None
+    client = client or httpx.Client(timeout=timeout)
+    out = []
+    try:
+        for month, batch in batches:
+            rows = feature_rows(batch)
+            for start in range(0, len(rows), rows_per_request):
+                chunk = rows[start:start + rows_per_request]
+                response = client.post(f"{url.rstrip('/')}/predict", json={"rows": chunk})
+                if response.status_code != 200:
+                    raise TrafficError(f"{month}: POST /predict answered {response.status_code}: "
+                                       f"{response.text[:300]}")
+                body = response.json()
+                if len(body.get("predictions", [])) != len(chunk):
+                    raise TrafficError(f"{month}: sent {len(chunk)} rows, got {len(body.get('predictions', []))} "
+                                       f"predictions back")
+                for i, value in enumerate(body["predictions"]):
+                    out.append({"month": month, "row": start + i, "request_id": body["request_id"],
+                                "model_version": str(body["model_version"]), "prediction": float(value)})
+    finally:
+        if own:
+            client.close()
+    return pd.DataFrame(out, columns=["month", "row", "request_id", "model_version", "prediction"])
+
+
+def read_request_log(path: os.PathLike | str, *, expect: int | None = None, timeout: float = 10.0) -> pd.DataFrame:
+    """The request log as one row per prediction: request id, model version, the input features, prediction.
+
+    The service writes the log in the background; with ``expect`` (number of requests) this waits up to
+    ``timeout`` seconds for that many lines. Lines that are not valid JSON are reported with their number.
+    """
+    path = Path(path)
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if expect is None or len(lines) >= expect or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if not path.exists():
+        raise TrafficError(f"no request log at {path.name}: start the service with request_log=... and send requests")
+    if expect is not None and len(lines) < expect:
+        raise TrafficError(f"{path.name} has {len(lines)} request(s) after {timeout:.0f} s, expected {expect}")
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            entry = json.loads(line)
+            inputs_list, predictions = list(entry["inputs"]), list(entry["predictions"])
+            if len(inputs_list) != len(predictions):
+                raise ValueError("as many predictions as input rows")
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise TrafficError(f"{path.name} line {number} is not a request record ({type(exc).__name__}: "
+                               f"{exc})") from None
+        for row, (inputs, prediction) in enumerate(zip(inputs_list, predictions)):
+            records.append({"request_id": entry["request_id"], "model_version": str(entry["model_version"]),
+                            "row_in_request": row, **inputs, "prediction": float(prediction)})
+    return pd.DataFrame(records)
+
+
+# ------------------------------------------------------------------ /metrics
+def scrape(url: str, *, client=None, timeout: float = 10.0) -> str:
+    """The Prometheus text exposition of ``{url}/metrics`` (what a Prometheus server fetches every scrape)."""
+    import httpx
+
+    target = f"{url.rstrip('/')}/metrics"
+    response = httpx.get(target, timeout=timeout) if client is None else client.get(target)
+    if response.status_code != 200:
+        raise TrafficError(f"GET /metrics answered {response.status_code}")
+    return response.text
+
+
+def parse_metrics(text: str) -> pd.DataFrame:
+    """Every sample of an exposition as rows ``family, type, sample, labels, value`` (labels as a dict),
+    parsed with ``prometheus_client.parser.text_string_to_metric_families``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rows = []
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                rows.append({"family": family.name, "type": family.type, "sample": sample.name,
+                             "labels": dict(sample.labels), "value": float(sample.value)})
+    except ValueError as exc:
+        raise TrafficError(f"not a Prometheus text exposition: {exc}") from None
+    return pd.DataFrame(rows, columns=["family", "type", "sample", "labels", "value"])
+
+
+def _select(samples: pd.DataFrame, sample: str, labels: Mapping[str, str]) -> pd.DataFrame:
+    chosen = samples[samples["sample"] == sample]
+    keep = chosen["labels"].apply(lambda have: all(have.get(k) == v for k, v in labels.items()))
+    return chosen[keep]
+
+
+def request_counts(samples: pd.DataFrame) -> pd.DataFrame:
+    """``bike_requests_total`` as a table of route, method, status and count."""
+    chosen = _select(samples, "bike_requests_total", {})
+    if chosen.empty:
+        raise TrafficError("no bike_requests_total samples: is this the bike service's /metrics?")
+    table = pd.DataFrame(list(chosen["labels"]))[["route", "method", "status"]]
+    table["count"] = chosen["value"].astype(int).to_numpy()
+    return table.sort_values(["route", "method", "status"]).reset_index(drop=True)
+
+
+def histogram(samples: pd.DataFrame, metric: str, **labels: str) -> pd.DataFrame:
+    """The cumulative buckets of a histogram (``le`` upper bounds, counts) for the given labels."""
+    chosen = _select(samples, f"{metric}_bucket", labels)
+    if chosen.empty:
+        raise TrafficError(f"no buckets for {metric} with labels {labels}")
+    table = pd.DataFrame({"le": chosen["labels"].apply(lambda d: float(d["le"])).to_numpy(),
+                          "count": chosen["value"].to_numpy()})
+    return table.groupby("le", as_index=False)["count"].sum().sort_values("le").reset_index(drop=True)
+
+
+def histogram_quantile(q: float, buckets: pd.DataFrame) -> float:
+    """The q-quantile estimated from cumulative buckets the way PromQL's ``histogram_quantile`` does:
+    find the bucket holding rank q*total and interpolate linearly inside it."""
+    if not 0 <= q <= 1:
+        raise ValueError(f"q must be in [0, 1]; got {q}")
+    les, counts = buckets["le"].tolist(), buckets["count"].tolist()
+    if not les or not math.isinf(les[-1]) or counts[-1] == 0:
+        return float("nan")
+    rank = q * counts[-1]
+    for i, (le, count) in enumerate(zip(les, counts)):
+        if count >= rank:
+            if math.isinf(le):
+                return les[i - 1] if i else float("nan")
+            lower, below = (les[i - 1], counts[i - 1]) if i else (0.0, 0.0)
+            return lower + (le - lower) * (rank - below) / (count - below) if count > below else le
+    return float("nan")  # pragma: no cover - the +Inf bucket always holds the total
