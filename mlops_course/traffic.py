@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -77,33 +76,31 @@ def replay(url: str, batches: Iterable[tuple[str, pd.DataFrame]], *, rows_per_re
 def read_request_log(path: os.PathLike | str, *, expect: int | None = None, timeout: float = 10.0) -> pd.DataFrame:
     """The request log as one row per prediction: request id, model version, the input features, prediction.
 
-    The service writes the log in the background; with ``expect`` (number of requests) this waits up to
-    ``timeout`` seconds for that many lines. Lines that are not valid JSON are reported with their number.
+    The service writes the log from a background thread; with ``expect`` (number of requests) this waits up
+    to ``timeout`` seconds for that many lines (``request_log.read_request_log`` reads the file).
     """
+    from mlops_course.request_log import read_request_log as read_records
+
     path = Path(path)
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = path.read_text().splitlines() if path.exists() else []
-        if expect is None or len(lines) >= expect or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    if not path.exists() and expect is None:
+        raise TrafficError(f"no request log at {path.name}: start the service with request_log=... and send requests")
+    try:
+        entries = read_records(path, expect=expect, timeout=timeout)
+    except json.JSONDecodeError as exc:
+        raise TrafficError(f"{path.name} has a line that is not JSON ({exc.msg}); the log is damaged") from None
     if not path.exists():
         raise TrafficError(f"no request log at {path.name}: start the service with request_log=... and send requests")
-    if expect is not None and len(lines) < expect:
-        raise TrafficError(f"{path.name} has {len(lines)} request(s) after {timeout:.0f} s, expected {expect}")
+    if expect is not None and len(entries) < expect:
+        raise TrafficError(f"{path.name} has {len(entries)} request(s) after {timeout:.0f} s, expected {expect}")
     records = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            entry = json.loads(line)
-            inputs_list, predictions = list(entry["inputs"]), list(entry["predictions"])
-            if len(inputs_list) != len(predictions):
-                raise ValueError("as many predictions as input rows")
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise TrafficError(f"{path.name} line {number} is not a request record ({type(exc).__name__}: "
-                               f"{exc})") from None
-        for row, (inputs, prediction) in enumerate(zip(inputs_list, predictions)):
-            records.append({"request_id": entry["request_id"], "model_version": str(entry["model_version"]),
-                            "row_in_request": row, **inputs, "prediction": float(prediction)})
+    for number, entry in enumerate(entries, start=1):
+        inputs, predictions = entry.get("inputs"), entry.get("predictions")
+        if not isinstance(inputs, list) or not isinstance(predictions, list) or len(inputs) != len(predictions):
+            raise TrafficError(f"{path.name} line {number} is not a request record: it needs 'inputs' and "
+                               f"'predictions' lists of one length")
+        for row, (values, prediction) in enumerate(zip(inputs, predictions)):
+            records.append({"request_id": entry.get("request_id"), "model_version": str(entry.get("model_version")),
+                            "row_in_request": row, **values, "prediction": float(prediction)})
     return pd.DataFrame(records)
 
 

@@ -92,6 +92,9 @@ def test_read_request_log_errors(tmp_path):
         fh.write('{"request_id": "x", "inputs": [{"hr": 1}], "predictions": []}\n')
     with pytest.raises(TrafficError, match="line 2 is not a request record"):
         traffic.read_request_log(log)
+    log.write_text('{"request_id": "x", "inputs": [{"hr": 1}], "predic\n')
+    with pytest.raises(TrafficError, match="not JSON"):
+        traffic.read_request_log(log)
 
 
 def exposition():
@@ -154,3 +157,58 @@ def test_scrape_reads_the_exposition_and_refuses_errors():
     with (httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(503))) as client,
           pytest.raises(TrafficError, match="503")):
         traffic.scrape("http://svc", client=client)
+
+
+# ------------------------------------------------------------------ against the real service (in process)
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """bike-demand v1 (trained on January, with its ONNX copy) as champion, served by the real FastAPI app."""
+    import os
+
+    import mlflow
+    from fastapi.testclient import TestClient
+
+    from mlops_course import data, process, registry, serving, setup_lesson
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ["MLOPS_COURSE_WORKSPACE"] = str(tmp_path_factory.mktemp("ws"))
+    lesson = setup_lesson("97", quiet=True)
+    bikes = data.load_bikeshare()
+    january = data.select_months(bikes, ["Jan"])
+    model = pipeline.train(january, n_estimators=5)
+    with mlflow.start_run():
+        registry.register(registry.log_bike_model(model, pipeline.make_features(january)), alias="champion")
+    app = serving.create_app(tracking_uri=lesson.tracking_uri, request_log=lesson.path("requests.jsonl"))
+    try:
+        with TestClient(app) as client:
+            yield lesson, client, bikes, model
+    finally:
+        process.stop_all()
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def test_replay_log_and_metrics_against_the_real_service(served):
+    from mlops_course import data
+
+    lesson, client, bikes, model = served
+    june = pipeline.make_features(data.select_months(bikes, ["June"]).head(30))
+    july = pipeline.make_features(data.select_months(bikes, ["July"]).head(24))
+    sent = traffic.replay(str(client.base_url), [("June", june), ("July", july)], client=client)
+    assert sent.groupby("month", sort=False).size().to_dict() == {"June": 30, "July": 24}
+    np.testing.assert_allclose(sent["prediction"][:30], model.predict(june), rtol=1e-4, atol=1e-3)  # ONNX: float32
+
+    log = traffic.read_request_log(lesson.path("requests.jsonl"), expect=3)
+    assert log["request_id"].tolist() == sent["request_id"].tolist()
+    assert log["prediction"].tolist() == sent["prediction"].tolist()
+    np.testing.assert_array_equal(log.loc[:29, "temp"].to_numpy(), june["temp"].to_numpy())
+
+    samples = traffic.parse_metrics(traffic.scrape(str(client.base_url), client=client))
+    counts = traffic.request_counts(samples)
+    predict = counts[(counts["route"] == "/predict") & (counts["status"] == "200")]
+    assert predict["count"].tolist() == [3]
+    buckets = traffic.histogram(samples, "bike_prediction_value")
+    assert buckets["count"].iloc[-1] == 54
+    latency = traffic.histogram(samples, "bike_request_latency_seconds", route="/predict")
+    assert latency["count"].iloc[-1] == 3 and traffic.histogram_quantile(0.5, latency) > 0
