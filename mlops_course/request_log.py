@@ -82,7 +82,7 @@ class RequestLog:
 def _json_line(record: dict) -> str:
     try:
         return json.dumps(_log_line(record)) + "\n"
-    except Exception as exc:  # a broken record must not stop the writer thread
+    except Exception as exc:  # noqa: BLE001 - a broken record must not stop the writer thread
         return json.dumps({"request_id": record.get("request_id"), "error": f"not logged: {exc}"}) + "\n"
 
 

@@ -299,10 +299,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--request-log", default=None)
     parser.add_argument("--max-batch", type=int, default=MAX_BATCH)
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default=HOST, help="interface to listen on (default 127.0.0.1: this machine only)")
     args = parser.parse_args(argv)
     app = create_app(args.model_name, args.alias, tracking_uri=args.tracking_uri, request_log=args.request_log,
                      backend=args.backend, max_batch=args.max_batch)
-    uvicorn.run(app, host=HOST, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 
 if __name__ == "__main__":
