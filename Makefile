@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
 UV_VERSION := 0.13.9
 LESSONS ?=
+EDITION ?= learner
 
 export PATH := $(BIN):$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
@@ -11,7 +12,7 @@ export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 export TQDM_MININTERVAL := 5
 
-.PHONY: run test lab execute clean lock site bench
+.PHONY: run test lab execute clean lock site bench browser
 
 $(VENV)/done: requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,9 +24,17 @@ $(VENV)/done: requirements.lock pyproject.toml
 run: $(VENV)/done  ## execute every lesson into build/executed and print a table
 	$(BIN)/mlops-course run $(LESSONS)
 
-test: $(VENV)/done  ## unit tests, notebook hygiene, papermill runs and nbval over every lesson
+test: $(VENV)/done browser  ## unit tests, notebook hygiene, papermill runs and nbval over every lesson
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests notebooks --nbval --nbval-current-env \
 		--sanitize-with tests/sanitize.cfg --nbval-cell-timeout 300 -q -p no:cacheprovider
+
+site: $(VENV)/done  ## render the course as a static offline site in build/site (EDITION=instructor for that one)
+	$(BIN)/mlops-course render --edition $(EDITION) --out build/site
+
+browser:  ## Debian's chromium for tests/test_browser.py (installed with apt-get when missing; needs root)
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && export DEBIAN_FRONTEND=noninteractive && \
+		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+		echo "make: could not install chromium (needs root and apt-get): the browser test will fail" >&2
 
 lab: $(VENV)/done  ## JupyterLab on notebooks/, bound to 127.0.0.1
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --allow-root --notebook-dir notebooks

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from mlops_course import lessons as catalogue
-from mlops_course import runner
+from mlops_course import paths, runner
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,6 +21,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     refresh = sub.add_parser("execute", help="re-execute lessons in place to refresh their stored outputs")
     refresh.add_argument("lessons", nargs="*", help="lesson numbers or file names (default: every lesson)")
+    edition = sub.add_parser("edition", help="write the learner or instructor edition of every lesson")
+    edition.add_argument("edition", metavar="learner|instructor",
+                         help="learner: solutions removed; instructor: solutions and instructor notes")
+    edition.add_argument("--out", type=Path, default=None, help="output folder (default: build/<edition>)")
+    render = sub.add_parser("render", help="render the lessons as a static offline HTML site")
+    render.add_argument("--edition", default="learner", metavar="learner|instructor",
+                        help="which edition the site shows (default: learner)")
+    render.add_argument("--out", type=Path, default=None, help="output folder (default: build/site)")
     sub.add_parser("list", help="print the module table")
     sub.add_parser("doctor", help="check this machine for what the course needs")
     return parser
@@ -65,6 +73,30 @@ def cmd_execute(args: argparse.Namespace) -> int:
     return 0 if all(r.status == "ok" for r in results) else 1
 
 
+def cmd_edition(args: argparse.Namespace) -> int:
+    from mlops_course import editions
+
+    try:
+        editions.check_edition(args.edition)
+        report = editions.write_edition(args.edition, args.out or paths.build_dir() / args.edition)
+    except editions.EditionError as exc:
+        return _fail(str(exc))
+    print(report)
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from mlops_course import editions, site
+
+    try:
+        editions.check_edition(args.edition)
+        report = site.render_site(args.out or paths.build_dir() / "site", args.edition)
+    except (editions.EditionError, site.SiteError) as exc:
+        return _fail(str(exc))
+    print(report)
+    return 0
+
+
 def cmd_list(_: argparse.Namespace) -> int:
     print(catalogue.module_table())
     return 0
@@ -83,8 +115,8 @@ def cmd_doctor(_: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return {"run": cmd_run, "execute": cmd_execute, "list": cmd_list,
-            "doctor": cmd_doctor}[args.command](args)
+    return {"run": cmd_run, "execute": cmd_execute, "list": cmd_list, "doctor": cmd_doctor,
+            "edition": cmd_edition, "render": cmd_render}[args.command](args)
 
 
 if __name__ == "__main__":  # pragma: no cover
