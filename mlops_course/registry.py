@@ -17,8 +17,12 @@ from mlops_course import packaging, pipeline
 
 MODEL_NAME = "bike-demand"
 ONNX_TAG = "onnx_model_uri"
-SKLEARN_REQUIREMENTS = ["scikit-learn==1.9.1", "skops==0.16.0", "numpy", "pandas"]
-ONNX_REQUIREMENTS = ["onnxruntime==1.32.0", "onnx==1.23.2", "numpy"]
+# What each flavour needs at load time; log_bike_model pins them to the installed versions
+# (packaging.pin_requirements), so a model's requirements.txt fixes every version.
+SKLEARN_REQUIREMENTS = ["scikit-learn", "skops", "numpy", "pandas"]
+ONNX_REQUIREMENTS = ["onnxruntime", "onnx", "numpy"]
+MODEL_CARD_TAG = "model_card"
+MODEL_CARD_DIR = "model_card"
 
 
 class AliasError(LookupError):
@@ -42,13 +46,17 @@ def log_bike_model(model, X_example: pd.DataFrame, *, name: str = "model", onnx:
     example = X_example[pipeline.FEATURES].head(5)
     kind = pipeline.model_kind(model)
     info = mlflow.sklearn.log_model(model, name=name, input_example=example,
-                                    pip_requirements=SKLEARN_REQUIREMENTS, serialization_format="skops",
+                                    pip_requirements=packaging.pin_requirements(SKLEARN_REQUIREMENTS),
+                                    serialization_format="skops",
                                     skops_trusted_types=pipeline.SKOPS_TRUSTED[kind] or None)
     onnx_uri = None
     if onnx and kind != "gradient_boosting":
         proto = packaging.to_onnx(model)
-        onnx_info = mlflow.onnx.log_model(proto, name=f"{name}-onnx", pip_requirements=ONNX_REQUIREMENTS,
-                                          input_example=example.to_numpy(dtype="float32"))
+        # CPU only: MLflow's default also lists CUDA and then warns on every log that it is missing.
+        onnx_info = mlflow.onnx.log_model(proto, name=f"{name}-onnx",
+                                          pip_requirements=packaging.pin_requirements(ONNX_REQUIREMENTS),
+                                          input_example=example.to_numpy(dtype="float32"),
+                                          onnx_execution_providers=["CPUExecutionProvider"])
         onnx_uri = onnx_info.model_uri
     return LoggedBikeModel(info.model_uri, onnx_uri, run.info.run_id)
 
@@ -131,6 +139,12 @@ class GateResult:
 
 def gate(challenger_mae: float, champion_mae: float | None, margin: float = 0.0) -> tuple[bool, str]:
     """Promote when there is no champion, or the challenger's MAE is lower by more than ``margin`` (relative)."""
+    import math
+    from numbers import Real
+
+    for label, value in (("challenger_mae", challenger_mae), ("champion_mae", champion_mae)):
+        if value is not None and not (isinstance(value, Real) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{label} must be a finite number >= 0 (a mean absolute error); got {value!r}")
     if champion_mae is None:
         return True, "no champion yet: the challenger is promoted"
     if not 0 <= margin < 1:
@@ -164,3 +178,29 @@ def promote_if_better(challenger_version: str, holdout: pd.DataFrame, *, name: s
     if promoted:
         client.set_registered_model_alias(name, champion_alias, challenger_version)
     return GateResult(promoted, challenger_version, champion_version, challenger_mae, champion_mae, reason)
+
+
+def log_model_card(card_path, version: str | int, name: str = MODEL_NAME) -> str:
+    """Log a model card file as an artifact of the run that produced ``version`` and tag the version with it.
+
+    Returns the card's artifact URI (``runs:/<run id>/model_card/<file>``), also stored in the version's tag
+    ``model_card``.
+    """
+    from pathlib import Path
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    card_path = Path(card_path)
+    if not card_path.is_file():
+        raise FileNotFoundError(f"no model card at {card_path.name}: write it first (packaging.write_model_card)")
+    client = mlflow.MlflowClient()
+    try:
+        mv = client.get_model_version(name, str(version))
+    except MlflowException:
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+        raise LookupError(f"model {name!r} has no version {version}; versions: {versions or 'none'}") from None
+    client.log_artifact(mv.run_id, str(card_path), artifact_path=MODEL_CARD_DIR)
+    uri = f"runs:/{mv.run_id}/{MODEL_CARD_DIR}/{card_path.name}"
+    client.set_model_version_tag(name, str(version), MODEL_CARD_TAG, uri)
+    return uri

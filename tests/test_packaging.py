@@ -36,3 +36,194 @@ def test_gradient_boosting_fails_clearly(jan_feb):
     with pytest.raises(ValueError, match="cannot be converted to ONNX"):
         packaging.to_onnx(model)
     assert np.isfinite(model.predict(pipeline.make_features(jan_feb[1]))).all()
+
+
+# ---------------------------------------------------------------- latency
+def test_compare_latency_table(jan_feb):
+    train, test = jan_feb
+    model = pipeline.train(train, "random_forest", n_estimators=5)
+    session = packaging.onnx_session(packaging.to_onnx(model))
+    table = packaging.compare_latency(model, session, pipeline.make_features(test), batch_rows=50, budget=0.02)
+    assert list(table.index) == ["1 row", "50 rows"]
+    assert (table[["sklearn_ms", "onnx_ms"]] > 0).all().all()
+    assert np.allclose(table["speedup"], table["sklearn_ms"] / table["onnx_ms"])
+    fig = packaging.plot_latency(table)
+    assert len(fig.axes[0].patches) == 4
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_compare_latency_bad_input(jan_feb):
+    model = pipeline.train(jan_feb[0], "ridge")
+    session = packaging.onnx_session(packaging.to_onnx(model))
+    with pytest.raises(ValueError, match="non-empty DataFrame"):
+        packaging.compare_latency(model, session, pipeline.make_features(jan_feb[1]).to_numpy())
+    with pytest.raises(ValueError, match=r"lacks feature column\(s\) \['hr'\]"):
+        packaging.compare_latency(model, session, pipeline.make_features(jan_feb[1]).drop(columns=["hr"]))
+    with pytest.raises(ValueError, match="budget"):
+        packaging.seconds_per_call(lambda: None, budget=0)
+
+
+def test_seconds_per_call_counts_calls():
+    calls = []
+    assert packaging.seconds_per_call(lambda: calls.append(1), budget=0.01, repeats=2) > 0
+    assert len(calls) >= 3  # one probe, then at least one call per repeat
+
+
+# ---------------------------------------------------------------- requirements and Dockerfile
+def test_pin_requirements_uses_installed_versions():
+    from importlib import metadata
+
+    pinned = packaging.pin_requirements(["numpy", "# a comment", "", "pandas==1.0.0  # kept as written"])
+    assert pinned == [f"numpy=={metadata.version('numpy')}", "pandas==1.0.0"]
+    assert packaging.unpinned(["numpy", "scikit-learn==1.9.1", "# x", "pandas>=2"]) == ["numpy", "pandas>=2"]
+
+
+@pytest.mark.parametrize("line,message", [("pandas>=2", "range or a URL"),
+                                          ("surely-not-installed-pkg-xyz", "not installed"),
+                                          ("==1.0", "==1.0")])
+def test_pin_requirements_bad_input(line, message):
+    with pytest.raises(ValueError, match=message):
+        packaging.pin_requirements([line])
+
+
+def test_dockerfile_recipe():
+    text = packaging.dockerfile(python="3.12", port=9000)
+    lines = text.splitlines()
+    assert "FROM python:3.12-slim" in lines
+    assert lines.index("COPY requirements.txt .") < lines.index("COPY model/ /srv/model/")
+    assert "USER app" in lines and "EXPOSE 9000" in lines
+    cmd = next(line for line in lines if line.startswith("CMD"))
+    assert '"mlflow", "models", "serve"' in cmd
+    import sys
+
+    assert f"FROM python:{sys.version_info.major}.{sys.version_info.minor}-slim" in packaging.dockerfile()
+
+
+@pytest.mark.parametrize("kwargs,message", [({"python": "latest"}, "python must be a version"),
+                                            ({"port": 0}, "port must be"), ({"port": 70000}, "port must be")])
+def test_dockerfile_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        packaging.dockerfile(**kwargs)
+
+
+# ---------------------------------------------------------------- model card
+@pytest.fixture(scope="module")
+def card_inputs():
+    bikes = data.load_bikeshare()
+    train, _ = pipeline.split_by_month(bikes, ["Jan", "Feb"], ["March"])
+    model = pipeline.train(train, "random_forest", n_estimators=5)
+    return model, pipeline.evaluate_by_month(model, data.select_months(bikes, ["Jan", "Feb", "March", "April"]))
+
+
+def test_model_card_sections_and_table(card_inputs):
+    model, by_month = card_inputs
+    text = packaging.model_card(model, by_month, name="bike-demand", version=3, alias="champion",
+                                train_months=["Jan", "Feb"], limitations=["Only winter data."])
+    assert text.startswith("# Model card: bike-demand, version 3 (alias `champion`)")
+    for section in ("## Intended use", "## Data", "## Model", "## Metrics by month", "## Limitations"):
+        assert section in text
+    assert "| Feb | training |" in text and "| March | held out |" in text and "| May |" not in text
+    assert f"| {by_month.loc['April', 'mae']:.2f} |" in text
+    worst = by_month.loc[["March", "April"], "mae"]
+    assert f"{worst.max():.1f} bikes per hour ({worst.idxmax()})" in text
+    assert "- Only winter data." in text and 'load_model("models:/bike-demand@champion")' in text
+
+
+def test_write_model_card(card_inputs, tmp_path):
+    model, by_month = card_inputs
+    path = packaging.write_model_card(tmp_path / "card" / "MODEL_CARD.md", model, by_month, name="m",
+                                      version="1", train_months=["Jan"])
+    assert path.read_text().startswith("# Model card: m, version 1\n")
+    with pytest.raises(ValueError, match="ending in .md"):
+        packaging.write_model_card(tmp_path / "card.txt", model, by_month, name="m", version="1",
+                                   train_months=["Jan"])
+
+
+def test_model_card_bad_input(card_inputs):
+    model, by_month = card_inputs
+    kw = {"name": "m", "version": "1", "train_months": ["Jan"]}
+    with pytest.raises(ValueError, match="not fitted"):
+        packaging.model_card(pipeline.build_model("random_forest"), by_month, **kw)
+    other = pipeline.build_model("ridge").fit(pipeline.make_features(data.load_bikeshare().head(50))[["hr", "temp"]],
+                                              np.arange(50.0))
+    with pytest.raises(ValueError, match="feature names do not match"):
+        packaging.model_card(other, by_month, **kw)
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['r2'\]"):
+        packaging.model_card(model, by_month.drop(columns=["r2"]), **kw)
+    with pytest.raises(ValueError, match="non-empty DataFrame"):
+        packaging.model_card(model, by_month.iloc[0:0], **kw)
+    with pytest.raises(ValueError, match="unknown month"):
+        packaging.model_card(model, by_month, name="m", version="1", train_months=["January"])
+    with pytest.raises(ValueError, match="intended_use is empty"):
+        packaging.model_card(model, by_month, intended_use="  ", **kw)
+    with pytest.raises(ValueError, match="limitations"):
+        packaging.model_card(model, by_month, limitations="one long string", **kw)
+
+
+# ---------------------------------------------------------------- serving bundle (needs a tracking store)
+@pytest.fixture
+def registered(lesson_env, jan_feb):
+    import mlflow
+
+    from mlops_course import registry, setup_lesson
+
+    lesson = setup_lesson("98", quiet=True)
+    model = pipeline.train(jan_feb[0], "random_forest", n_estimators=3)
+    with mlflow.start_run():
+        logged = registry.log_bike_model(model, pipeline.make_features(jan_feb[0]), onnx=False)
+    registry.register(logged, alias="champion")
+    return lesson, model
+
+
+def test_serving_bundle_is_complete_and_loads(registered, jan_feb):
+    import mlflow
+
+    lesson, model = registered
+    bundle = packaging.write_serving_bundle("models:/bike-demand@champion", lesson.path("bundle"))
+    assert sorted(p.name for p in bundle.iterdir()) == ["Dockerfile", "model", "requirements.txt"]
+    requirements = (bundle / "requirements.txt").read_text().splitlines()
+    assert packaging.unpinned(requirements) == []
+    assert any(r.startswith("mlflow==") for r in requirements)
+    assert any(r.startswith("scikit-learn==") for r in requirements)
+    assert "COPY model/ /srv/model/" in (bundle / "Dockerfile").read_text()
+    X = pipeline.make_features(jan_feb[1])
+    assert np.allclose(mlflow.pyfunc.load_model(str(bundle / "model")).predict(X), model.predict(X))
+    with pytest.raises(FileExistsError, match="not empty"):
+        packaging.write_serving_bundle("models:/bike-demand@champion", bundle)
+
+
+def test_serving_bundle_command_serves(registered, jan_feb):
+    """The Dockerfile's CMD, run here on loopback instead of in a container, answers /ping and /invocations."""
+    import json
+
+    import httpx
+
+    from mlops_course.process import BackgroundServer
+
+    lesson, model = registered
+    bundle = packaging.write_serving_bundle("models:/bike-demand@champion", lesson.path("bundle"))
+    cmd_line = next(line for line in (bundle / "Dockerfile").read_text().replace("\\\n", "").splitlines()
+                    if line.startswith("CMD"))
+    command = json.loads(cmd_line[len("CMD"):])
+    command = [str(bundle / "model") if part == "/srv/model" else part for part in command]
+    command[command.index("--host") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = "{port}"
+    X = pipeline.make_features(jan_feb[1]).head(3)
+    with BackgroundServer(command, health_path="/ping", log_file=lesson.path("serve.log"),
+                          startup_timeout=120) as server:
+        body = {"dataframe_split": X.to_dict(orient="split", index=False)}
+        answer = httpx.post(f"{server.url}/invocations", json=body, timeout=30).json()
+    assert np.allclose(answer["predictions"], model.predict(X))
+
+
+def test_serving_bundle_refuses_what_is_not_a_model(registered):
+    import mlflow
+
+    lesson, _ = registered
+    with mlflow.start_run():
+        mlflow.log_text("not a model", "notes/readme.txt")
+        uri = mlflow.get_artifact_uri("notes")
+    with pytest.raises(ValueError, match="not an MLflow model"):
+        packaging.write_serving_bundle(uri, lesson.path("bundle"))

@@ -82,3 +82,48 @@ def pipeline_concat(months, names):
     import pandas as pd
 
     return pd.concat([months[m] for m in names], ignore_index=True)
+
+
+@pytest.mark.parametrize("challenger,champion", [(float("nan"), 10.0), (-1.0, 10.0), (9.0, float("inf")),
+                                                 ("9", 10.0)])
+def test_gate_rejects_values_that_are_not_errors(challenger, champion):
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        registry.gate(challenger, champion)
+
+
+def test_logged_requirements_are_pinned_and_logging_is_quiet(store, months, caplog):
+    import logging
+
+    model = pipeline.train(months["Jan"], n_estimators=3)
+    mlflow_logger = logging.getLogger("mlflow")  # MLflow's loggers do not propagate to the root logger
+    mlflow_logger.addHandler(caplog.handler)
+    try:
+        with mlflow.start_run():
+            logged = registry.log_bike_model(model, pipeline.make_features(months["Jan"]))
+    finally:
+        mlflow_logger.removeHandler(caplog.handler)
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    for uri in (logged.model_uri, logged.onnx_model_uri):
+        local = mlflow.artifacts.download_artifacts(uri)
+        requirements = open(f"{local}/requirements.txt").read().splitlines()
+        assert requirements and registry.packaging.unpinned(requirements) == []
+
+
+def test_log_model_card(store, months, tmp_path):
+    _, version = log_and_register(months["Jan"], alias="champion", n_estimators=3)
+    card = tmp_path / "MODEL_CARD.md"
+    card.write_text("# Model card: bike-demand, version 1\n")
+    uri = registry.log_model_card(card, version)
+    assert uri.endswith("/model_card/MODEL_CARD.md")
+    assert registry.version_by_alias("champion").tags[registry.MODEL_CARD_TAG] == uri
+    assert open(mlflow.artifacts.download_artifacts(uri)).read() == card.read_text()
+
+
+def test_log_model_card_bad_input(store, months, tmp_path):
+    _, version = log_and_register(months["Jan"], n_estimators=3)
+    with pytest.raises(FileNotFoundError, match="no model card at missing.md"):
+        registry.log_model_card(tmp_path / "missing.md", version)
+    card = tmp_path / "card.md"
+    card.write_text("# card\n")
+    with pytest.raises(LookupError, match=r"has no version 7; versions: \[1\]"):
+        registry.log_model_card(card, 7)
