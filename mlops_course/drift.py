@@ -59,15 +59,17 @@ def _numeric(values, name: str) -> np.ndarray:
     return arr
 
 
-def _labels(values, name: str) -> np.ndarray:
-    series = pd.Series(np.asarray(values, dtype=object).ravel())
+def _labels(values, name: str) -> pd.Series:
+    """How often each category occurs (missing values left out)."""
+    series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values, dtype=object).ravel())
     if series.empty:
         raise DriftInputError(f"{name}: the sample is empty; compare batches that have rows")
-    series = series.dropna()
-    if series.empty:
+    counts = series.value_counts(dropna=True, sort=False)
+    counts = counts[counts > 0]
+    if counts.empty:
         raise DriftInputError(f"{name}: every value is missing; this is a data-quality failure upstream, "
                               f"not drift: fix the feed before measuring drift")
-    return series.to_numpy()
+    return counts
 
 
 def ks_test(reference, current) -> TestResult:
@@ -81,11 +83,23 @@ def ks_test(reference, current) -> TestResult:
     return _ks_sorted(ref, cur)
 
 
-def _ks_sorted(ref: np.ndarray, cur: np.ndarray) -> TestResult:
+def _cdf_gaps(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled values in order, and F_ref - F_cur just after each of them (inputs sorted).
+
+    A stable merge of the two sorted samples: the running count of reference (current) values divided by
+    its size is F_ref (F_cur). Inside a run of equal values only the last position has the full count,
+    which is where the statistics below read it.
+    """
     pooled = np.concatenate([ref, cur])
-    gap = (np.searchsorted(ref, pooled, side="right") / ref.size
-           - np.searchsorted(cur, pooled, side="right") / cur.size)
-    d = float(np.max(np.abs(gap)))
+    order = np.argsort(pooled, kind="stable")
+    from_ref = order < ref.size
+    return pooled[order], np.cumsum(from_ref) / ref.size - np.cumsum(~from_ref) / cur.size
+
+
+def _ks_sorted(ref: np.ndarray, cur: np.ndarray) -> TestResult:
+    values, gap = _cdf_gaps(ref, cur)
+    last_of_run = np.append(values[1:] != values[:-1], True)
+    d = float(np.max(np.abs(gap[last_of_run])))
     n, m = sorted([float(ref.size), float(cur.size)], reverse=True)
     p = float(np.clip(stats.kstwo.sf(d, np.round(n * m / (n + m))), 0.0, 1.0))
     return TestResult(d, p)
@@ -103,26 +117,24 @@ def wasserstein(reference, current, *, normed: bool = False) -> float:
 
 
 def _wasserstein_sorted(ref: np.ndarray, cur: np.ndarray, normed: bool) -> float:
-    pooled = np.sort(np.concatenate([ref, cur]))
-    widths = np.diff(pooled)
-    f_ref = np.searchsorted(ref, pooled[:-1], side="right") / ref.size
-    f_cur = np.searchsorted(cur, pooled[:-1], side="right") / cur.size
-    distance = float(np.sum(np.abs(f_ref - f_cur) * widths))
+    values, gap = _cdf_gaps(ref, cur)
+    distance = float(np.sum(np.abs(gap[:-1]) * np.diff(values)))  # equal values: width 0, no contribution
     return distance / max(float(np.std(ref)), 0.001) if normed else distance
 
 
-def _counts(ref: np.ndarray, cur: np.ndarray, categories: Sequence | None, name: str):
-    known = list(categories) if categories is not None else list(pd.unique(ref))
+def _counts(ref: pd.Series, cur: pd.Series, categories: Sequence | None, name: str):
+    """The two samples' counts aligned on one list of categories (from :func:`_labels`)."""
+    known = list(categories) if categories is not None else list(ref.index)
     for label, sample in (("reference", ref), ("current", cur)):
-        unseen = sorted({str(v) for v in pd.unique(sample)} - {str(k) for k in known})
+        unseen = sorted({str(v) for v in sample.index} - {str(k) for k in known})
         if unseen:
             where = "the declared categories" if categories is not None else "the reference"
             raise DriftInputError(f"{name}: {label} has categories {unseen[:5]} that {where} never had; a "
                                   f"new value is a schema or data-quality change: fix the data, or pass "
                                   f"categories=[...] listing every valid value")
     keys = pd.Index(known)
-    ref_counts = pd.Series(ref).value_counts().reindex(keys, fill_value=0).to_numpy(dtype=float)
-    cur_counts = pd.Series(cur).value_counts().reindex(keys, fill_value=0).to_numpy(dtype=float)
+    ref_counts = ref.reindex(keys, fill_value=0).to_numpy(dtype=float)
+    cur_counts = cur.reindex(keys, fill_value=0).to_numpy(dtype=float)
     keep = (ref_counts + cur_counts) > 0  # a category neither sample has carries no information
     return ref_counts[keep], cur_counts[keep]
 
@@ -234,10 +246,11 @@ def drift_table(reference: pd.DataFrame, current: pd.DataFrame, *, categorical: 
             value = psi_from_shares(ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum())
             row = {"kind": "categorical", "test": "chi2", "statistic": result.statistic,
                    "p_value": result.p_value, "drifted": result.p_value < alpha}
+            present = int(cur.sum())
         else:
             ref = np.sort(_numeric(reference[col], f"{where} of reference"))
             cur = np.sort(_numeric(current[col], f"{where} of current"))
-            value = _psi_numeric(ref, cur, psi_bins)
+            value, present = _psi_numeric(ref, cur, psi_bins), cur.size
             if numeric_test == "ks":
                 result = _ks_sorted(ref, cur)
                 row = {"kind": "numeric", "test": "ks", "statistic": result.statistic,
@@ -246,7 +259,7 @@ def drift_table(reference: pd.DataFrame, current: pd.DataFrame, *, categorical: 
                 distance = _wasserstein_sorted(ref, cur, normed=True)
                 row = {"kind": "numeric", "test": "wasserstein", "statistic": distance,
                        "p_value": float("nan"), "drifted": distance >= distance_threshold}
-        row.update(psi=value, psi_level=psi_level(value), missing=float(current[col].isna().mean()))
+        row.update(psi=value, psi_level=psi_level(value), missing=1.0 - present / len(current))
         rows.append({"feature": col, **row})
     table = pd.DataFrame(rows).set_index("feature")
     table["drifted"] = table["drifted"].astype(bool)

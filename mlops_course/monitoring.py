@@ -131,13 +131,14 @@ def compare_drift(ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
     """Our :func:`drift.drift_table` next to :func:`evidently_drift`: tests, verdicts, agreement per column.
 
     ``same_test`` is true where both used the normed Wasserstein distance (Evidently's choice for numeric
-    columns with more than 1,000 reference rows) or both used Kolmogorov-Smirnov.
+    columns with more than 1,000 reference rows) or both used Kolmogorov-Smirnov (Evidently's choice up to
+    1,000 rows, or ``DataDriftPreset(num_method="ks")``, whose method is then reported as ``"ks"``).
     """
     missing = sorted(set(ours.index) ^ set(theirs.index))
     if missing:
         raise ValueError(f"the two tables cover different columns: {missing}")
-    same = [(t == "wasserstein" and m.startswith("Wasserstein")) or (t == "ks" and m.startswith("K-S"))
-            for t, m in zip(ours["test"], theirs.loc[ours.index, "method"])]
+    names = {"wasserstein": ("wasserstein", "wasserstein distance (normed)"), "ks": ("ks", "k-s p_value")}
+    same = [str(m).lower() in names.get(t, ()) for t, m in zip(ours["test"], theirs.loc[ours.index, "method"])]
     out = pd.DataFrame({"ours_test": ours["test"], "ours_drifted": ours["drifted"],
                         "evidently_method": theirs.loc[ours.index, "method"],
                         "evidently_drifted": theirs.loc[ours.index, "drifted"], "same_test": same})

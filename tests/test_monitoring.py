@@ -158,14 +158,15 @@ def test_evidently_drift_reads_methods_scores_and_verdicts():
 
 
 def test_compare_drift_marks_same_tests_and_agreement():
-    ours = pd.DataFrame({"test": ["wasserstein", "chi2", "ks"], "drifted": [True, True, False]},
-                        index=["temp", "weather", "hum"])
+    ours = pd.DataFrame({"test": ["wasserstein", "chi2", "ks", "ks", "wasserstein"],
+                         "drifted": [True, True, False, True, False]},
+                        index=["temp", "weather", "hum", "wind", "hr"])
     theirs = monitoring.evidently_drift(_snapshot([
         ("temp", "Wasserstein distance (normed)", 3.0, "FAIL"), ("weather", "Jensen-Shannon distance", 0.02, "SUCCESS"),
-        ("hum", "K-S p_value", 0.01, "FAIL")]))
+        ("hum", "K-S p_value", 0.01, "FAIL"), ("wind", "ks", 0.01, "FAIL"), ("hr", "K-S p_value", 0.5, "SUCCESS")]))
     table = monitoring.compare_drift(ours, theirs)
-    assert table["same_test"].tolist() == [True, False, True]
-    assert table["agree"].tolist() == [True, False, False]
+    assert table["same_test"].tolist() == [True, False, True, True, False]
+    assert table["agree"].tolist() == [True, False, False, True, True]
     with pytest.raises(ValueError, match="different columns"):
         monitoring.compare_drift(ours.drop(index="hum"), theirs)
 
