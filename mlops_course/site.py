@@ -371,6 +371,8 @@ div.highlight { padding: .6rem .85rem; margin: .8rem 0; border: 1px solid var(--
                   overflow-x: auto; }
 .output_text pre { max-height: 34rem; overflow: auto; font-size: 12.5px; }
 .output_stderr { border-left-color: #e0a96d; background: #fff8ee; }
+.output_error { border-left-color: #d1242f; }
+table.dataframe { border: 0; }
 .output_png img { max-width: min(100%, 52rem); display: block; }
 .output_html { font-size: .92rem; }
 .celltag_solution .input_area { border-color: #8cc08f; }
