@@ -56,12 +56,12 @@ COPY requirements.lock .
 RUN pip install --no-cache-dir -r requirements.lock
 COPY mlops_course/ /srv/mlops_course/
 
-RUN useradd --create-home --uid 10001 app
+RUN useradd --create-home --uid 10001 app && mkdir /srv/logs && chown app /srv/logs
 USER app
 EXPOSE {port}
 # Inside a container the server listens on all interfaces so the port mapping can reach it.
 ENTRYPOINT ["python", "-m", "mlops_course.serving", "--host", "0.0.0.0", "--port", "{port}", \\
-            "--request-log", "/tmp/requests.jsonl"]
+            "--request-log", "/srv/logs/requests.jsonl"]
 # Arguments that a Kubernetes `args:` may replace.
 CMD ["--alias", "champion"]
 """
@@ -216,3 +216,34 @@ def mlflow_serve(model_uri: str = f"models:/{registry.MODEL_NAME}@champion", *, 
            "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
     return BackgroundServer(command, log_file=Path(log_file).resolve(), port=port, health_path="/health",
                             startup_timeout=startup_timeout, name="mlflow-models-serve", env=env)
+
+
+def start_together(*servers: BackgroundServer) -> tuple[BackgroundServer, ...]:
+    """Start several background servers at once (each waits for its own health check in a thread).
+
+    Servers spend their start-up importing libraries, so on two cores two of them start in about the time
+    of one. If any fails, all are stopped and the first error is raised.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(servers))) as pool:
+        futures = [pool.submit(server.start) for server in servers]
+        errors = [f.exception() for f in futures]
+    failed = [e for e in errors if e is not None]
+    if failed:
+        for server in servers:
+            server.stop()
+        raise failed[0]
+    return servers
+
+
+def readable_command(command: list[str], *, workspace: os.PathLike | str, port: int | None = None) -> str:
+    """A server's command line as a learner should see it: no paths of this machine, no random port."""
+    workspace = str(Path(workspace).resolve())
+    shown = []
+    for part in command:
+        part = part.replace(f"sqlite:///{workspace}/", "sqlite:///").replace(workspace + os.sep, "")
+        if port is not None and part == str(port):
+            part = "<port>"
+        shown.append(Path(part).name if part.startswith(os.sep) else part)
+    return " ".join(shown)

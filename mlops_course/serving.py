@@ -265,11 +265,12 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
 def start_service(model_name: str = registry.MODEL_NAME, alias: str = "champion", *, tracking_uri: str | None = None,
                   request_log: os.PathLike | str | None = None, backend: str = "auto",
                   log_file: os.PathLike | str | None = None, port: int | None = None,
-                  max_batch: int = MAX_BATCH, startup_timeout: float = 120.0) -> BackgroundServer:
+                  max_batch: int = MAX_BATCH, startup_timeout: float = 120.0, start: bool = True) -> BackgroundServer:
     """Run the service with uvicorn in a background process on 127.0.0.1 (a free port unless ``port``).
 
     Returns the started server; use it in a ``with`` block or call ``.stop()``. ``tracking_uri`` defaults to
     ``MLFLOW_TRACKING_URI``. Paths are resolved against the current directory (the lesson's workspace).
+    ``start=False`` returns it unstarted (e.g. for ``deploy.start_together``).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -285,7 +286,7 @@ def start_service(model_name: str = registry.MODEL_NAME, alias: str = "champion"
     server = BackgroundServer(command, log_file=log_file, port=port, health_path="/health",
                               startup_timeout=startup_timeout, name=f"bike-service-{backend}",
                               env={"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONWARNINGS": "ignore"})
-    return server.start()
+    return server.start() if start else server
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -110,3 +110,30 @@ def test_mlflow_serve_command(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(ValueError, match="tracking_uri"):
         deploy.mlflow_serve()
+
+
+def test_readable_command_hides_paths_and_port(tmp_path):
+    ws = tmp_path / "lesson"
+    cmd = [sys.executable, "-m", "mlops_course.serving", "--tracking-uri", f"sqlite:///{ws}/mlflow.db",
+           "--request-log", str(ws / "requests.jsonl"), "--port", "40123"]
+    text = deploy.readable_command(cmd, workspace=ws, port=40123)
+    assert text == ("python -m mlops_course.serving --tracking-uri sqlite:///mlflow.db --request-log requests.jsonl "
+                    "--port <port>")
+
+
+def test_start_together_starts_all_or_none(tmp_path):
+    from mlops_course.process import BackgroundServer, ServerError, port_in_use
+
+    http = [sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+    a = BackgroundServer(http, log_file=tmp_path / "a.log", health_path="/")
+    b = BackgroundServer(http, log_file=tmp_path / "b.log", health_path="/")
+    try:
+        assert deploy.start_together(a, b) == (a, b) and a.running and b.running
+    finally:
+        a.stop()
+        b.stop()
+    c = BackgroundServer(http, log_file=tmp_path / "c.log", health_path="/")
+    bad = BackgroundServer([sys.executable, "-c", "raise SystemExit(4)"], log_file=tmp_path / "d.log")
+    with pytest.raises(ServerError, match="exited with code 4"):
+        deploy.start_together(c, bad)
+    assert not c.running and not port_in_use(c.port)
