@@ -70,6 +70,7 @@ class DevTools:
 
     def send(self, method: str, **params) -> dict:
         self.next_id += 1
+        self.ws.settimeout(60)
         self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
         while True:
             message = json.loads(self.ws.recv())
