@@ -80,12 +80,15 @@ def shown_command(server: process.BackgroundServer, workspace: os.PathLike | str
 
 
 def comparison_plot(runs, metric: str = "metrics.valid_mae", *, name: str = "tags.mlflow.runName",
-                    group: str = "params.model_kind", title: str = "Candidates on the validation month"):
+                    group: str = "params.model_kind", xlabel: str | None = None,
+                    title: str = "Candidates on the validation month"):
     """Horizontal bars of ``metric`` per run (a ``search_runs`` DataFrame), best at the top, one colour per group.
 
-    Returns the matplotlib figure; the best run's bar is outlined and labelled.
+    Returns the matplotlib figure; the best run's bar is outlined and labelled. Runs without the metric are left
+    out; ``KeyError`` names a missing column.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     from mlops_course.diagrams import COLOURS
 
@@ -96,19 +99,20 @@ def comparison_plot(runs, metric: str = "metrics.valid_mae", *, name: str = "tag
     table = runs.dropna(subset=[metric]).sort_values([metric, name], ascending=[False, False])
     if table.empty:
         raise ValueError(f"no run has a value for {metric!r}")
-    groups = sorted(table[group].fillna("other").unique())
+    families = table[group].fillna("other").astype(str)
+    groups = sorted(families.unique())
     colour = {g: COLOURS[i % len(COLOURS)] for i, g in enumerate(groups)}
     fig, ax = plt.subplots(figsize=(7.0, 0.32 * len(table) + 1.2))
     values = table[metric].to_numpy()
-    bars = ax.barh(table[name], values, color=[colour[g] for g in table[group].fillna("other")])
+    bars = ax.barh(table[name].astype(str), values, color=[colour[g] for g in families])
     bars[-1].set_edgecolor("black")
     bars[-1].set_linewidth(1.5)
     ax.text(values[-1], len(values) - 1, f"  best: {values[-1]:.1f}", va="center", fontsize=8)
-    for g in groups:
-        ax.barh([], [], color=colour[g], label=g)
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
-    ax.set_xlabel(metric.split(".", 1)[-1].replace("_", " "))
-    ax.set_xlim(0, values.max() * 1.18)
+    ax.legend(handles=[Patch(color=colour[g], label=g) for g in groups], loc="upper left",
+              bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.grid(axis="y", visible=False)
+    ax.set_xlabel(xlabel or metric.split(".", 1)[-1].replace("_", " "))
+    ax.set_xlim(0, values.max() * 1.1)
     ax.set_title(title)
     fig.tight_layout()
     return fig
