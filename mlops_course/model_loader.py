@@ -45,14 +45,16 @@ class ServedModel:
 
 @contextlib.contextmanager
 def tracking_store(uri: str | None) -> Iterator[None]:
-    """Point MLflow at ``uri`` for the duration of a block, then restore what was there before."""
-    if not uri:
-        yield
-        return
+    """Point MLflow at ``uri`` for the duration of a block, then restore exactly what was set before."""
     import mlflow
 
+    if not uri or uri == mlflow.get_tracking_uri():
+        yield
+        return
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    previous = getattr(tracking_utils, "_tracking_uri", None)  # None: nothing was set explicitly
     previous_env = os.environ.get("MLFLOW_TRACKING_URI")
-    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(uri)
     try:
         yield

@@ -319,3 +319,13 @@ def test_start_service_needs_a_store(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(ValueError, match="tracking_uri"):
         serving.start_service(tracking_uri=None)
+
+
+def test_loader_leaves_an_unset_tracking_uri_unset(store, monkeypatch):
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    assert load_served_model(tracking_uri=store.tracking_uri).version == "1"
+    assert tracking_utils._tracking_uri is None
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db"
