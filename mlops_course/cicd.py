@@ -265,10 +265,10 @@ class PytestResult:
         return self.returncode == 0
 
     def count(self, outcome: str) -> int:
-        """How many tests ended with ``outcome`` ("passed", "failed", "error", ...)."""
-        found = {kind.rstrip("s") if kind in ("errors", "warnings") else kind: int(n)
-                 for n, kind in _COUNT.findall(self.summary)}
-        return found.get(outcome.rstrip("s") if outcome in ("errors", "warnings") else outcome, 0)
+        """How many tests ended with ``outcome`` ("passed", "failed", "error", "skipped", ...)."""
+        singular = {"errors": "error", "warnings": "warning"}
+        found = {singular.get(kind, kind): int(n) for n, kind in _COUNT.findall(self.summary)}
+        return found.get(singular.get(outcome, outcome), 0)
 
     def __str__(self) -> str:
         lines = [self.summary, *self.failures]

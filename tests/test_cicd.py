@@ -83,6 +83,12 @@ def test_run_pytest_reports_counts_without_duration_and_failures(tmp_path):
         cicd.run_pytest(cwd=tmp_path)
 
 
+def test_counts_are_read_from_the_summary_line():
+    result = cicd.PytestResult([], 1, "1 failed, 2 passed, 3 errors, 1 warning")
+    assert [result.count(k) for k in ("failed", "passed", "error", "errors", "warning", "skipped")] == [1, 2, 3, 3, 1, 0]
+    assert not result.ok and cicd.PytestResult([], 0, "2 passed").ok
+
+
 def _workspace(root: Path, bikes, train_months, model_months=None):
     data_file = root / "data" / "bikes.csv"
     data_file.parent.mkdir(parents=True)
