@@ -186,7 +186,7 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    if not 1 <= int(max_batch):
+    if int(max_batch) < 1:
         raise ValueError(f"max_batch must be at least 1; got {max_batch}")
     state = {"model": load_served_model(model_name, alias, tracking_uri=tracking_uri, backend=backend),
              "backend": backend}
@@ -225,6 +225,8 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
 
     @app.post("/predict", response_model=PredictResponse, summary="Predict bikes per hour for 1 or more rows")
     async def predict(body: body_schema, request: Request) -> JSONResponse:  # type: ignore[valid-type]
+        # Prediction takes well under a millisecond with ONNX Runtime, so it runs right here in the event
+        # loop; a slow model would go to a thread pool (a plain `def` route) instead.
         model: ServedModel = state["model"]
         X = np.array([[getattr(row, f) for f in pipeline.FEATURES] for row in body.rows], dtype=np.float64)
         y = model.predict(X)
@@ -239,17 +241,20 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
                             headers={"x-request-id": request_id})
 
     @app.post("/reload", response_model=HealthResponse, summary="Re-resolve the alias and load the version it names",
-              responses={409: {"description": "the alias cannot be loaded; the old version keeps serving"}})
+              responses={409: {"description": "the alias cannot be loaded; the old version keeps serving"},
+                         503: {"description": "the registry cannot be reached; the old version keeps serving"}})
     def reload(backend: Literal["auto", "onnx", "sklearn"] | None = Query(
-            None, description="switch the runtime too (default: keep the one chosen at start-up)")) -> Any:
-        with reload_lock:
+            None, description="switch the runtime too (default: keep the current one)")) -> Any:
+        with reload_lock:  # a plain `def` route: loading runs in a worker thread while predictions go on
             current: ServedModel = state["model"]
             wanted = backend or state["backend"]
             try:
                 new = load_served_model(current.name, current.alias, tracking_uri=tracking_uri, backend=wanted)
-            except ModelLoadError as exc:
-                message = f"reload failed, still serving version {current.version} ({current.backend}): {exc}"
-                return JSONResponse({"message": message, "detail": message}, status_code=409)
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the current model keeps serving
+                status = 409 if isinstance(exc, ModelLoadError) else 503
+                message = (f"reload failed, still serving version {current.version} ({current.backend}): "
+                           f"{type(exc).__name__}: {exc}")
+                return JSONResponse({"message": message, "detail": message}, status_code=status)
             state["model"], state["backend"] = new, wanted
             metrics.serving(new)
         return health_body()

@@ -329,3 +329,16 @@ def test_loader_leaves_an_unset_tracking_uri_unset(store, monkeypatch):
     assert load_served_model(tracking_uri=store.tracking_uri).version == "1"
     assert tracking_utils._tracking_uri is None
     assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db"
+
+
+def test_reload_survives_an_unreachable_registry(store, monkeypatch):
+    app = serving.create_app(tracking_uri=store.tracking_uri)
+
+    def broken(*args, **kwargs):
+        raise OSError("database is locked")
+
+    with TestClient(app) as c:
+        monkeypatch.setattr(serving, "load_served_model", broken)
+        r = c.post("/reload")
+        assert r.status_code == 503 and "OSError: database is locked" in r.json()["message"]
+        assert c.post("/predict", json={"rows": [ROW]}).json()["model_version"] == "1"
