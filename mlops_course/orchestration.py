@@ -1,0 +1,649 @@
+"""The course's training pipeline as a Prefect 3 flow: validate -> prepare -> train -> evaluate -> register.
+
+Every task calls the package's own functions (:mod:`mlops_course.pipeline`, :mod:`mlops_course.registry`), so
+there is one copy of the training code. Around the flow sit the pieces a lesson needs to run Prefect locally:
+
+- :class:`PrefectServer`: a Prefect API server on a free loopback port, with its SQLite database, result
+  storage and log inside the lesson's workspace, started in the background and always stopped.
+- :func:`simulate_outage`: makes the data source fail a given number of times (a counter file in the
+  workspace), so retries can be watched deterministically.
+- :func:`flow_runs`, :func:`task_runs`, :func:`state_history` and :func:`plot_gantt`: what happened, read back
+  from the Prefect API.
+- :func:`write_report_template` and the ``report`` task: a parameterised notebook run by papermill.
+- :func:`next_run_times`: the dates a cron schedule fires, computed with Prefect's own schedule model.
+
+The capstone retrains with::
+
+    result = training_flow(data_path, train_months=["Jan", "Feb"], holdout_month="March",
+                           model_params={"n_estimators": 40}, register=True)
+    result.model_version, result.metrics["mae"], result.promoted
+
+Prefect reads its settings (home folder, telemetry, logging format) when it is imported. This module sets
+offline defaults before importing it, and :class:`PrefectServer` points an already imported Prefect at the
+lesson's workspace, so importing this module before or after ``setup_lesson`` both work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+from mlops_course import data, paths, pipeline, process, registry
+
+# ------------------------------------------------------------------ settings, before Prefect is imported
+# Console logs without clock times or colours, so stored notebook outputs compare equal on every run.
+CONSOLE_LOG_FORMATS = {
+    "PREFECT_LOGGING_FORMATTERS_STANDARD_FORMAT": "%(levelname)-7s | %(name)s - %(message)s",
+    "PREFECT_LOGGING_FORMATTERS_STANDARD_FLOW_RUN_FMT": "%(levelname)-7s | Flow run %(flow_run_name)r - %(message)s",
+    "PREFECT_LOGGING_FORMATTERS_STANDARD_TASK_RUN_FMT": "%(levelname)-7s | Task run %(task_run_name)r - %(message)s",
+    "PREFECT_LOGGING_COLORS": "false",
+}
+# Telemetry and update checks off, no UI, nothing read from or written to ~/.prefect.
+OFFLINE_SETTINGS = {
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+    "PREFECT_SERVER_UI_ENABLED": "false",
+    "PREFECT_UI_ENABLED": "false",
+    "PREFECT_UI_URL": "",  # no UI runs, so no "View at http://..." links (they hold run ids) in the logs
+}
+# The server only needs to record runs: background loops that schedule, reschedule or clean up are off.
+SERVER_SETTINGS = {
+    "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
+    "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_REPOSSESSOR_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "[]",
+    "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+}
+for _key, _value in {**OFFLINE_SETTINGS, **CONSOLE_LOG_FORMATS}.items():
+    os.environ.setdefault(_key, _value)
+# Imported before setup_lesson (e.g. by a test module): keep Prefect's home out of ~/.prefect until a
+# PrefectServer points it at a lesson workspace.
+if "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = str(paths.workspaces_dir() / "prefect-home")
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+
+# Prefect builds a pydantic model of the flow's parameters; a parameter named ``register`` makes pydantic
+# note that it shadows ``BaseModel.register`` (harmless: the value is read correctly).
+warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
+
+import pandas as pd
+from prefect import flow, get_client, runtime, task
+from prefect.cache_policies import INPUTS, NO_CACHE
+
+FLOW_NAME = "bike-training"
+EXPERIMENT = "bike-training-flow"
+TASK_NAMES = ("validate", "prepare", "train", "evaluate", "register", "report")
+TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class OrchestrationError(RuntimeError):
+    """Prefect's server or the flow's run records are not in the state a helper needs."""
+
+
+# ------------------------------------------------------------------ where Prefect keeps its state
+def prefect_home(workspace: os.PathLike | str | None = None) -> Path:
+    """Prefect's home folder for a workspace: ``.tools/prefect`` (the same place ``setup_lesson`` uses)."""
+    ws = Path(workspace) if workspace is not None else Path.cwd()
+    return ws / ".tools" / "prefect"
+
+
+def _refresh_prefect_settings() -> None:
+    """Make an already imported Prefect re-read its settings (home, API URL, logging) from the environment."""
+    import prefect.context
+    from prefect.logging.configuration import setup_logging
+
+    prefect.context.refresh_global_settings_context()
+    setup_logging(incremental=False)
+
+
+class PrefectServer:
+    """A Prefect API server for one lesson: loopback port, database and results in the workspace.
+
+    ``start()`` launches ``prefect server start`` in the background and returns at once, so the server's
+    ~10 s of start-up (imports, database migrations) overlaps with the lesson's next cells; ``wait()`` blocks
+    until ``/api/health`` answers and points this process's Prefect client at it. ``stop()`` ends the server,
+    restores the environment and is also run at interpreter exit (via :mod:`mlops_course.process`).
+    """
+
+    def __init__(self, workspace: os.PathLike | str | None = None, *, startup_timeout: float = 180.0):
+        self.workspace = Path(workspace) if workspace is not None else Path.cwd()
+        self.home = prefect_home(self.workspace)
+        self.database = self.home / "prefect.db"
+        self.settings = {
+            **OFFLINE_SETTINGS,
+            **CONSOLE_LOG_FORMATS,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.database}",
+            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(self.home / "storage"),
+        }
+        command = [sys.executable, "-m", "prefect", "server", "start", "--host", process.HOST,
+                   "--port", "{port}", "--no-ui", "--analytics-off"]
+        self._server = process.BackgroundServer(
+            command, log_file=self.home / "server.log", health_path="/api/health",
+            env={**self.settings, **SERVER_SETTINGS}, cwd=self.workspace, startup_timeout=startup_timeout,
+            name="prefect server")
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._saved_env: dict[str, str | None] = {}
+        self.ready = False
+
+    @property
+    def api_url(self) -> str:
+        return f"{self._server.url}/api"
+
+    @property
+    def running(self) -> bool:
+        return self._server.running
+
+    def start(self) -> Self:
+        """Launch the server process in the background (returns immediately; see :meth:`wait`)."""
+        if self._thread is not None:
+            return self
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._saved_env = {k: os.environ.get(k) for k in [*self.settings, "PREFECT_API_URL"]}
+        os.environ.update(self.settings)
+        os.environ["PREFECT_API_URL"] = self.api_url
+
+        def launch() -> None:
+            try:
+                self._server.start()
+            except (process.ServerError, OSError) as exc:  # reported by wait()
+                self._error = exc
+
+        self._thread = threading.Thread(target=launch, name="prefect-server-start", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait(self) -> Self:
+        """Block until the server is healthy; raise ``ServerError`` with its log tail if it failed."""
+        if self._thread is None:
+            self.start()
+        self._thread.join()
+        if self._error is None and not self._server.running:
+            self._error = process.ServerError(f"the Prefect server is not running. Last lines of its log:\n"
+                                              f"{self.log_tail()}")
+        if self._error is not None:
+            error, self._error = self._error, None
+            self.stop()
+            raise error
+        if not self.ready:
+            _refresh_prefect_settings()
+            self.ready = True
+        return self
+
+    def stop(self) -> None:
+        """Flush Prefect's client-side log and event queues, stop the server, restore the environment."""
+        if self.ready:
+            flush_client()
+        self._server.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if self._saved_env:
+            _refresh_prefect_settings()
+        self._saved_env, self.ready, self._thread = {}, False, None
+
+    def describe(self) -> str:
+        """One line for the learner: where the server keeps its state (no port, no path)."""
+        return (f"Prefect API server on 127.0.0.1 (a free port), database {self.database.name} and task results "
+                f"in {self.home.relative_to(self.workspace)}/ of the workspace")
+
+    def log_tail(self, lines: int = 20) -> str:
+        return self._server.log_tail(lines)
+
+    def __enter__(self) -> Self:
+        return self.start().wait()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "ready" if self.ready else ("running" if self.running else "stopped")
+        return f"<PrefectServer {state}, database {self.database.name} in the workspace>"
+
+
+def flush_client() -> None:
+    """Send the run logs and events this process still queues to the server, and wait until they are sent.
+
+    Prefect ships them from background workers in batches (every 2 s by default). Called from a notebook,
+    where an event loop is already running, Prefect's drain methods would return coroutines, so the drain
+    runs in a helper thread that has no loop.
+    """
+
+    def drain() -> None:
+        with contextlib.suppress(Exception):
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all(timeout=5)
+        with contextlib.suppress(Exception):
+            from prefect.events.worker import EventsWorker
+
+            EventsWorker.drain_all(timeout=5)
+
+    worker = threading.Thread(target=drain, name="prefect-flush", daemon=True)
+    worker.start()
+    worker.join(timeout=12)
+
+
+@contextlib.contextmanager
+def prefect_server(workspace: os.PathLike | str | None = None) -> Iterator[PrefectServer]:
+    """``with prefect_server(ws) as server:`` a ready server for the block, stopped afterwards, also on error."""
+    server = PrefectServer(workspace)
+    try:
+        yield server.start().wait()
+    finally:
+        server.stop()
+
+
+# ------------------------------------------------------------------ the (simulated) flaky data source
+OUTAGE_FILE = "data-source-outage.json"
+
+
+class DataSourceUnavailable(ConnectionError):
+    """The simulated data source did not answer (a transient error: retrying helps)."""
+
+
+def simulate_outage(failures: int = 1, workspace: os.PathLike | str | None = None) -> Path:
+    """Make the next ``failures`` reads of the data source fail, like a database that is briefly down.
+
+    The count lives in a small file in the workspace (not in memory), so it survives retries and is the same
+    on every run of the lesson. ``failures=0`` ends the outage.
+    """
+    if not isinstance(failures, int) or failures < 0:
+        raise ValueError(f"failures must be a whole number >= 0; got {failures!r}")
+    path = (Path(workspace) if workspace is not None else Path.cwd()) / OUTAGE_FILE
+    path.write_text(json.dumps({"failures_left": failures}))
+    return path
+
+
+def read_source(data_path: os.PathLike | str, workspace: os.PathLike | str | None = None) -> pd.DataFrame:
+    """Read the bike table from the 'data source'; raise ``DataSourceUnavailable`` while an outage lasts."""
+    outage = (Path(workspace) if workspace is not None else Path.cwd()) / OUTAGE_FILE
+    if outage.is_file():
+        left = int(json.loads(outage.read_text()).get("failures_left", 0))
+        if left > 0:
+            outage.write_text(json.dumps({"failures_left": left - 1}))
+            raise DataSourceUnavailable("simulated outage: the data source did not answer")
+    return data.load_bikeshare(data_path, verify=False)
+
+
+# ------------------------------------------------------------------ the tasks: thin wrappers over the package
+@task(name="validate", task_run_name="validate", retries=2, retry_delay_seconds=0,
+      cache_policy=INPUTS, persist_result=True)
+def validate_data(data_path: str, data_sha256: str) -> pd.DataFrame:
+    """Read the data source and check its schema (``pipeline.validate``). Cached on (path, checksum)."""
+    return pipeline.validate(read_source(data_path))
+
+
+@task(name="prepare", task_run_name="prepare", cache_policy=INPUTS - "df", persist_result=True)
+def prepare_data(df: pd.DataFrame, data_sha256: str, train_months: list[str],
+                 holdout_month: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Time-based split into training months and one holdout month (``pipeline.split_by_month``).
+
+    Cached on (checksum, months): the table itself is left out of the key (``INPUTS - "df"``) because the
+    checksum already identifies it, and hashing a DataFrame means pickling every column on every call.
+    """
+    return pipeline.split_by_month(df, train_months, [holdout_month])
+
+
+@task(name="train", task_run_name="train", cache_policy=NO_CACHE)
+def train_model(train_df: pd.DataFrame, model_kind: str, model_params: dict[str, Any]):
+    """Fit the model (``pipeline.train``); never cached: training is what a retrain run is for."""
+    return pipeline.train(train_df, model_kind, **model_params)
+
+
+@task(name="evaluate", task_run_name="evaluate", cache_policy=NO_CACHE)
+def evaluate_model(model, holdout_df: pd.DataFrame) -> dict[str, float]:
+    """MAE, RMSE and R^2 on the holdout month (``pipeline.evaluate``)."""
+    return pipeline.evaluate(model, holdout_df)
+
+
+@task(name="register", task_run_name="register", cache_policy=NO_CACHE)
+def register_model(model, train_df: pd.DataFrame, holdout_df: pd.DataFrame, metrics: dict[str, float],
+                   params: dict[str, Any], *, run_name: str, experiment: str = EXPERIMENT, register: bool = True,
+                   promote: bool = True, margin: float = 0.0, onnx: bool = True) -> dict[str, Any]:
+    """Log params, metrics and model in one MLflow run; register a version and gate it when asked."""
+    import mlflow
+
+    # The experiment is passed by id: set_experiment would change the caller's active experiment (and log a
+    # timestamped notice when it creates one).
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
+    with mlflow.start_run(run_name=run_name, experiment_id=experiment_id) as run:
+        mlflow.log_params({k: (",".join(v) if isinstance(v, (list, tuple)) else v) for k, v in params.items()})
+        mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
+        mlflow.set_tags({"orchestrator": "prefect", "prefect.flow_run_name": run_name,
+                         "prefect.flow_run_id": str(runtime.flow_run.id)})
+        logged = registry.log_bike_model(model, pipeline.make_features(train_df), onnx=onnx)
+    out: dict[str, Any] = {"mlflow_run_id": run.info.run_id, "model_uri": logged.model_uri,
+                           "model_version": None, "promoted": None, "gate": None}
+    if register:
+        version = registry.register(logged, tags={"train_months": params["train_months"],
+                                                  "holdout_month": params["holdout_month"],
+                                                  "prefect_flow_run": run_name})
+        out["model_version"] = version
+        if promote:
+            decision = registry.promote_if_better(version, holdout_df, margin=margin)
+            out["promoted"], out["gate"] = decision.promoted, decision.reason
+    return out
+
+
+@task(name="report", task_run_name="report", cache_policy=NO_CACHE)
+def render_report(result: TrainingResult, template: str, output_dir: str) -> str:
+    """Run the report notebook with papermill, its parameters taken from the flow's result."""
+    return str(run_report(template, Path(output_dir) / f"report-{result.run_name}.ipynb",
+                          report_parameters(result)))
+
+
+# ------------------------------------------------------------------ the flow
+@dataclass(frozen=True)
+class TrainingResult:
+    """What one run of :func:`training_flow` produced (no ids in ``str()``, so it can be printed)."""
+
+    run_name: str
+    train_months: tuple[str, ...]
+    holdout_month: str
+    model_kind: str
+    model_params: dict[str, Any]
+    metrics: dict[str, float]
+    train_rows: int
+    holdout_rows: int
+    mlflow_run_id: str
+    model_uri: str
+    model_version: str | None = None
+    promoted: bool | None = None
+    gate: str | None = None
+    report_path: str | None = None
+    flow_run_id: str = ""
+    tasks: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def collect(cls, params: Mapping[str, Any], settings: Mapping[str, Any], metrics: Mapping[str, float],
+                train_df: pd.DataFrame, holdout_df: pd.DataFrame, logged: Mapping[str, Any]) -> TrainingResult:
+        """Assemble the result inside a flow run (names and ids come from ``prefect.runtime``)."""
+        return cls(run_name=runtime.flow_run.name, train_months=tuple(params["train_months"]),
+                   holdout_month=params["holdout_month"], model_kind=params["model_kind"],
+                   model_params=dict(settings), metrics={k: round(float(v), 4) for k, v in metrics.items()},
+                   train_rows=len(train_df), holdout_rows=len(holdout_df), mlflow_run_id=logged["mlflow_run_id"],
+                   model_uri=logged["model_uri"], model_version=logged["model_version"],
+                   promoted=logged["promoted"], gate=logged["gate"], flow_run_id=str(runtime.flow_run.id),
+                   tasks=("validate", "prepare", "train", "evaluate", "register"))
+
+    def __str__(self) -> str:
+        m = self.metrics
+        line = (f"{self.run_name}: {self.model_kind} trained on {'+'.join(self.train_months)} "
+                f"({self.train_rows} rows), holdout {self.holdout_month} ({self.holdout_rows} rows): "
+                f"MAE {m['mae']:.2f}, RMSE {m['rmse']:.2f}, R2 {m['r2']:.3f}")
+        if self.model_version is not None:
+            line += f"; registered as version {self.model_version}"
+        if self.gate:
+            line += f"; gate: {self.gate}"
+        return line
+
+
+def _flow_run_name() -> str:
+    params = runtime.flow_run.parameters
+    if params.get("run_name"):
+        return str(params["run_name"])
+    months = list(params.get("train_months") or [])
+    span = f"{months[0]}-{months[-1]}" if len(months) > 1 else "".join(months)
+    return f"train-{span}-to-{params.get('holdout_month')}"
+
+
+@flow(name=FLOW_NAME, flow_run_name=_flow_run_name)
+def training_flow(data_path: Path | str, train_months: list[str], holdout_month: str,
+                  model_params: dict[str, Any] | None = None, register: bool = True, *,
+                  model_kind: str = "random_forest", promote: bool = True, margin: float = 0.0,
+                  run_name: str | None = None, experiment: str = EXPERIMENT, onnx: bool = True,
+                  report_template: str | None = None, report_dir: str = "reports") -> TrainingResult:
+    """Train the bike-demand model end to end and return a :class:`TrainingResult`.
+
+    - ``data_path``: CSV with the course's columns; its SHA-256 keys the cache of ``validate`` and ``prepare``.
+    - ``train_months`` / ``holdout_month``: month names as in the data (``"Jan"`` ... ``"Dec"``).
+    - ``model_params``: settings of ``model_kind`` merged over ``pipeline.DEFAULT_PARAMS`` (unknown keys fail).
+    - ``register``: add the model to the MLflow registry as a new version of ``registry.MODEL_NAME``; with
+      ``promote`` it becomes ``challenger`` and, if it beats the champion's MAE on the holdout month by more
+      than ``margin``, ``champion`` (``registry.promote_if_better``). ``register=False`` only logs the run.
+    - ``run_name``: name of the Prefect flow run and of the MLflow run (default ``train-Jan-April-to-May``).
+    - ``report_template``: a notebook run by papermill after training (see :func:`write_report_template`).
+    """
+    settings = _model_settings(model_kind, model_params)
+    sha = data.sha256_file(data_path)
+    df = validate_data(str(data_path), sha)
+    train_df, holdout_df = prepare_data(df, sha, list(train_months), holdout_month)
+    model = train_model(train_df, model_kind, settings)
+    metrics = evaluate_model(model, holdout_df)
+    params = {"model_kind": model_kind, **settings, "train_months": list(train_months),
+              "holdout_month": holdout_month, "data_sha256": sha[:12]}
+    logged = register_model(model, train_df, holdout_df, metrics, params, run_name=runtime.flow_run.name,
+                            experiment=experiment, register=register, promote=promote, margin=margin, onnx=onnx)
+    result = TrainingResult.collect(params, settings, metrics, train_df, holdout_df, logged)
+    if report_template:
+        path = render_report(result, report_template, report_dir)
+        result = replace(result, report_path=path, tasks=(*result.tasks, "report"))
+    return result
+
+
+def _model_settings(model_kind: str, model_params: Mapping[str, Any] | None) -> dict[str, Any]:
+    if model_kind not in pipeline.MODEL_KINDS:
+        raise ValueError(f"unknown model kind {model_kind!r}; choose one of {pipeline.MODEL_KINDS}")
+    return pipeline.as_params(model_params, model_kind)
+
+
+# ------------------------------------------------------------------ reading back what happened
+def _states_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
+def flow_runs(flow_name: str = FLOW_NAME) -> pd.DataFrame:
+    """The flow's runs, oldest first: name, state, start and end time, id (from the Prefect API)."""
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+                                     sort=FlowRunSort.START_TIME_ASC)
+    return _states_frame([{"flow_run": r.name, "state": r.state_name, "start": r.start_time, "end": r.end_time,
+                           "id": str(r.id)} for r in runs])
+
+
+def task_runs(flow_run_id: str, expected: int | None = None, timeout: float = 30.0) -> pd.DataFrame:
+    """Task runs of one flow run in start order: task, state, attempts, start, end, id.
+
+    Prefect records task-run states from events the client streams to the server, a moment after the flow
+    returns. With ``expected`` (e.g. ``len(result.tasks)``) this waits until that many task runs are
+    recorded in a final state, so the table is complete.
+    """
+    from uuid import UUID
+
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])),
+                                         sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+            done = [r for r in runs if r.state_type is not None and r.state_type.value in TERMINAL_STATES]
+            if expected is None or (len(runs) >= expected and len(done) == len(runs)):
+                break
+            if time.monotonic() > deadline:
+                raise OrchestrationError(f"only {len(done)} of {expected} task runs of flow run {flow_run_id} "
+                                         f"were recorded within {timeout:.0f} s; is the Prefect server running?")
+            time.sleep(0.2)
+    rows = [{"task": r.name, "state": r.state_name,
+             "attempts": r.run_count, "start": r.start_time, "end": r.end_time, "id": str(r.id)} for r in runs]
+    frame = _states_frame(rows)
+    if not frame.empty:
+        order = {name: i for i, name in enumerate(TASK_NAMES)}
+        frame = frame.sort_values("task", key=lambda s: s.map(order).fillna(len(order))).reset_index(drop=True)
+    return frame
+
+
+def state_history(task_run_id: str) -> list[str]:
+    """The names of the states one task run went through, in order (e.g. Running, Retrying, Completed)."""
+    from uuid import UUID
+
+    with get_client(sync_client=True) as client:
+        states = client.read_task_run_states(UUID(task_run_id))
+    states = sorted(states, key=lambda s: s.timestamp)
+    return [s.name for s in states]
+
+
+def plot_gantt(runs: Mapping[str, pd.DataFrame], title: str = "Task runs, each flow run from its own start"):
+    """One horizontal bar per task run, from its start to its end, coloured by final state.
+
+    ``runs`` maps a label (e.g. the flow run's name) to its :func:`task_runs` table. Each flow run is drawn
+    from its own first task start, so runs can be compared; a bar is labelled with its state and, when the
+    task needed more than one attempt, the number of attempts.
+    """
+    import matplotlib.pyplot as plt
+
+    colours = {"Completed": "#55A868", "Cached": "#64B5CD", "Failed": "#C44E52"}
+    rows = []
+    for label, frame in runs.items():
+        starts = [t for t in frame["start"] if t is not None and not pd.isna(t)]
+        origin = min(starts) if starts else None
+        for r in frame.itertuples():
+            begin = (r.start - origin).total_seconds() if origin is not None and not pd.isna(r.start) else 0.0
+            length = ((r.end - r.start).total_seconds()
+                      if not pd.isna(r.start) and not pd.isna(r.end) else 0.0)
+            rows.append((f"{label}: {r.task}", begin, max(length, 0.0), r.state, int(r.attempts or 1)))
+    if not rows:
+        raise ValueError("no task runs to plot: pass {'flow run label': task_runs(...)}")
+    span = max(begin + length for _, begin, length, _, _ in rows) or 1.0
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.3))
+    for i, (_, begin, length, state, attempts) in enumerate(rows):
+        ax.barh(i, max(length, span * 0.006), left=begin, color=colours.get(state, "#8172B2"))
+        note = state + (f", {attempts} attempts" if attempts > 1 else "")
+        ax.text(begin + max(length, span * 0.006) + span * 0.01, i, note, va="center", fontsize=8)
+    ax.set_yticks(range(len(rows)), [name for name, *_ in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, span * 1.25)
+    ax.set_xlabel("seconds since the flow run's first task started")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ parameterised report notebook
+REPORT_PARAMETERS = {"run_name": "", "model_version": "", "train_months": [], "holdout_month": "",
+                     "metrics": {}, "max_mae": 80.0}
+
+
+def write_report_template(path: os.PathLike | str) -> Path:
+    """Write a small report notebook with a ``parameters`` cell (papermill fills it in per run)."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    params = "\n".join(f"{k} = {v!r}" for k, v in REPORT_PARAMETERS.items())
+    body = (
+        'print(f"Model report for flow run {run_name!r}")\n'
+        'print(f"trained on {\', \'.join(train_months)}; holdout month {holdout_month}")\n'
+        'print(f"registered model version: {model_version or \'not registered\'}")\n'
+        "for name, value in metrics.items():\n"
+        '    print(f"  {name:>5}: {value:8.3f}")\n'
+        'verdict = "PASS" if metrics.get("mae", float("inf")) <= max_mae else "FAIL"\n'
+        'print(f"quality bar MAE <= {max_mae:g}: {verdict}")'
+    )
+    nb = new_notebook(cells=[
+        new_markdown_cell("# Training report\n\nWritten by the `report` task of the training flow."),
+        new_code_cell(params, metadata={"tags": ["parameters"]}),
+        new_code_cell(body),
+    ])
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def report_parameters(result: TrainingResult, max_mae: float = REPORT_PARAMETERS["max_mae"]) -> dict[str, Any]:
+    """The report notebook's parameters, taken from a flow result."""
+    return {"run_name": result.run_name, "model_version": result.model_version or "",
+            "train_months": list(result.train_months), "holdout_month": result.holdout_month,
+            "metrics": {k: round(v, 3) for k, v in result.metrics.items()}, "max_mae": max_mae}
+
+
+def run_report(template: os.PathLike | str, output: os.PathLike | str, parameters: Mapping[str, Any]) -> Path:
+    """Execute ``template`` with papermill into ``output`` (python3 kernel, no progress bar)."""
+    import papermill as pm
+
+    template, output = Path(template), Path(output)
+    if not template.is_file():
+        raise FileNotFoundError(f"no report template at {template.name}; write one with write_report_template()")
+    unknown = sorted(set(parameters) - set(pm.inspect_notebook(str(template))))
+    if unknown:
+        raise ValueError(f"the report notebook has no parameter(s) {unknown}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # The kernel's own start-up warning (plain-text TCP on loopback) would land in the caller's stderr.
+    pm.execute_notebook(str(template), str(output), parameters=dict(parameters), kernel_name="python3",
+                        cwd=str(output.parent), progress_bar=False, log_output=False,
+                        extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    return output
+
+
+def notebook_text(path: os.PathLike | str) -> str:
+    """Everything the code cells of an executed notebook printed, joined (stream outputs only)."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                   if o.get("output_type") == "stream")
+
+
+# ------------------------------------------------------------------ schedules
+def next_run_times(cron: str, start: datetime, n: int = 3, tz: str = "UTC") -> list[datetime]:
+    """The next ``n`` times a cron schedule fires after ``start``, computed by Prefect's schedule model."""
+    from prefect.server.schemas.schedules import CronSchedule
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    schedule = CronSchedule(cron=cron, timezone=tz)
+    return [datetime.fromtimestamp(d.timestamp(), tz=UTC) for d in
+            run_coro_as_sync(schedule.get_dates(n=n, start=start))]
+
+
+# ------------------------------------------------------------------ showing code in a lesson
+def source(obj: Any, docstring: bool = False) -> str:
+    """The source code of a task, flow or function (decorators included), by default without its docstring."""
+    import ast
+    import inspect
+    import textwrap
+
+    fn = getattr(obj, "fn", obj)
+    text = textwrap.dedent(inspect.getsource(fn))
+    if docstring:
+        return text
+    node = ast.parse(text).body[0]
+    body = getattr(node, "body", [])
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        lines = text.splitlines()
+        doc = body[0]
+        text = "\n".join(lines[:doc.lineno - 1] + lines[doc.end_lineno:])
+    return text.rstrip() + "\n"
