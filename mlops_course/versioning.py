@@ -96,7 +96,10 @@ def clean_output(text: str, cwd: str | os.PathLike | None = None) -> str:
     text = ANSI.sub("", text).replace("\r\n", "\n")
     for root in sorted((r for r in roots if len(r) > 1), key=len, reverse=True):
         short = roots[root]
-        text = text.replace(root + os.sep, "" if short == "." else short + os.sep).replace(root, short)
+        # Whole paths only: /tmp is the temp folder, but .dvc/tmp is not.
+        start, end = r"(?<![\w.~/-])", r"(?![\w-])(?!\.\S)"
+        text = re.sub(start + re.escape(root + os.sep), "" if short == "." else short + os.sep, text)
+        text = re.sub(start + re.escape(root) + end, short, text)
     text = GIT_ADD_HINT.sub(lambda m: m[1] + " ".join(sorted(m[2].split())), text)
     return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
 

@@ -37,6 +37,9 @@ def test_clean_output_hides_machine_paths(tmp_path):
     cleaned = clean_output(text, inner)
     assert cleaned == "A  data.csv\nremote ../storage\npython <venv>/bin/python"
     assert str(tmp_path) not in cleaned
+    assert clean_output(f"kept .dvc/tmp/x and {inner}-old, cwd {inner}.", inner) == \
+        "kept .dvc/tmp/x and ../repo-old, cwd .."
+    assert clean_output(f"{inner}.bak", inner) == "../repo.bak"
     hint = "To track the changes with git, run:\n\n\tgit add models/.gitignore dvc.lock data/.gitignore\n"
     assert clean_output(hint, inner).endswith("\tgit add data/.gitignore dvc.lock models/.gitignore")
 
