@@ -7,6 +7,7 @@ signature, ONNX and the REST service.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,12 +208,35 @@ def model_kind(model) -> str:
 
 
 def save_model(model, path: str | Path) -> Path:
-    """Save with skops (a format that does not run code when loaded)."""
+    """Save with skops (a format that does not run code when loaded).
+
+    skops writes a zip archive whose members carry the current time and are named after memory addresses;
+    they are renamed in schema order and dated 1980-01-01, so the same model always gives the same bytes
+    (and the same hash in ``dvc.lock``).
+    """
+    import io
+    import zipfile
+
     import skops.io as sio
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sio.dump(model, path)
+    source = zipfile.ZipFile(io.BytesIO(sio.dumps(model)))
+    schema = source.read("schema.json").decode()
+    arrays = sorted((n for n in source.namelist() if n != "schema.json"), key=lambda n: schema.find(f'"{n}"'))
+    renamed = {old: f"{i:05d}{Path(old).suffix}" for i, old in enumerate(arrays)}
+    for old, new in renamed.items():
+        schema = schema.replace(f'"{old}"', f'"{new}"')
+    ids: dict[str, str] = {}  # object ids mark shared references: renumber them consistently
+    schema = re.sub(r'"__id__": (\d+)', lambda m: f'"__id__": {ids.setdefault(m.group(1), str(len(ids) + 1))}',
+                    schema)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as target:
+        for name, payload in [("schema.json", schema.encode()),
+                              *((renamed[old], source.read(old)) for old in arrays)]:
+            target.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), payload,
+                            compress_type=zipfile.ZIP_DEFLATED)
+    path.write_bytes(buffer.getvalue())
     return path
 
 

@@ -105,3 +105,13 @@ def test_skops_round_trip_and_refusal(bikes, tmp_path):
     with pytest.raises(FileNotFoundError):
         pipeline.load_model(tmp_path / "missing.skops")
     assert pipeline.model_kind(again) == "random_forest"
+
+
+def test_saved_bytes_are_reproducible(bikes, tmp_path):
+    # Same data, same seed: the same file, byte for byte (DVC hashes it into dvc.lock).
+    train, _ = pipeline.split_by_month(bikes, ["Jan"], ["Feb"])
+    first = pipeline.save_model(pipeline.train(train, n_estimators=4), tmp_path / "a.skops").read_bytes()
+    second = pipeline.save_model(pipeline.train(train, n_estimators=4), tmp_path / "b.skops").read_bytes()
+    assert first == second
+    other = pipeline.save_model(pipeline.train(train, n_estimators=5), tmp_path / "c.skops").read_bytes()
+    assert other != first
