@@ -131,7 +131,7 @@ def write_data_version(repo: Path, bikes: pd.DataFrame, months: Sequence[str], *
     if rows.empty:
         raise ValueError(f"no rows for months {list(months)}: nothing to version")
     rows.to_csv(target, index=False)
-    versioning.run(["dvc", "add", str(stages.DATA)], repo, quiet=quiet)
+    versioning.run(["dvc", "add", "--quiet", str(stages.DATA)], repo, quiet=quiet)
     span = months[0] if len(months) == 1 else f"{months[0]}-{months[-1]}"
     return versioning.commit(repo, f"data: {span} ({len(rows)} hours)", f"{stages.DATA}.dvc",
                              str(stages.DATA.parent / ".gitignore"), quiet=quiet)
