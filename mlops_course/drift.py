@@ -27,7 +27,7 @@ from scipy import stats
 # Yurdakul & Naranjo, "Statistical properties of the population stability index" (J. Risk Model Validation,
 # 2020) note they are used without reference to error rates: read them as conventions, not as tests.
 PSI_STABLE, PSI_SIGNIFICANT = 0.1, 0.25
-PSI_EPS = 1e-4  # stands in for an empty bin's share, so log(0) never happens (Evidently uses the same value)
+PSI_EPS = 1e-4  # an empty bin's share, so log(0) never happens (Evidently also uses 1e-4 unless a bin is smaller)
 NUMERIC_TESTS = ("wasserstein", "ks")
 
 
