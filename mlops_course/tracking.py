@@ -40,13 +40,14 @@ def server_command(backend_store_uri: str, artifacts_destination: os.PathLike | 
 
 
 def tracking_server(workspace: os.PathLike | str, *, port: int | None = None, backend_store_uri: str | None = None,
-                    startup_timeout: float = 60.0, start: bool = True) -> process.BackgroundServer:
+                    startup_timeout: float = 180.0, start: bool = True) -> process.BackgroundServer:
     """A real ``mlflow server`` for a lesson workspace, started and healthy (``start=False``: not started yet).
 
     Its database (``mlflow-server/mlflow.db``), artifacts (``mlflow-server/artifacts``) and log
     (``mlflow-server/server.log``) live in ``workspace``; pass ``backend_store_uri`` to serve another store,
     e.g. the lesson's own ``lesson.tracking_uri`` to browse it in the UI. ``port`` defaults to a free one.
-    It starts in about 6 s on 2 idle cores; ``startup_timeout`` leaves room for a busy machine.
+    It starts in about 6 s on 2 idle cores; ``startup_timeout`` leaves room for a machine shared with other jobs
+    (a server that fails exits at once and is reported with its log, whatever the timeout).
     """
     workspace = Path(workspace).resolve()
     if not workspace.is_dir():

@@ -47,7 +47,10 @@ def store(lesson_env, template):
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{db}"
     mlflow.set_tracking_uri(f"sqlite:///{db}")
     mlflow.set_experiment(EXPERIMENT)
-    return ids
+    yield ids
+    # mlflow remembers the active experiment id across stores: point it at "Default" (id 0, in every store),
+    # so later tests that start runs without set_experiment do not look for this store's experiment.
+    mlflow.set_experiment(experiment_id="0")
 
 
 # ---------------------------------------------------------------- 02.1 log a missing metric

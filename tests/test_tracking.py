@@ -147,6 +147,7 @@ def test_artifact_paths_walks_folders(lesson_env):
     from mlops_course import setup_lesson
 
     setup_lesson("99", quiet=True)
+    mlflow.set_experiment("artifacts")
     with mlflow.start_run() as run:
         mlflow.log_dict({"a": 1}, "features.json")
         mlflow.log_text("x", "evaluation/deep/errors.csv")
@@ -157,6 +158,7 @@ def test_artifact_paths_walks_folders(lesson_env):
     with mlflow.start_run() as empty:
         pass
     assert tracking.artifact_paths(client, empty.info.run_id) == []
+    mlflow.set_experiment(experiment_id="0")  # leave no active experiment of this store to later tests
 
 
 def test_a_relative_workspace_is_resolved(tmp_path, monkeypatch):
