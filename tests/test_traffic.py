@@ -176,6 +176,7 @@ def served(tmp_path_factory):
     bikes = data.load_bikeshare()
     january = data.select_months(bikes, ["Jan"])
     model = pipeline.train(january, n_estimators=5)
+    mlflow.set_experiment("traffic-test")  # never an experiment id left active by another test module
     with mlflow.start_run():
         registry.register(registry.log_bike_model(model, pipeline.make_features(january)), alias="champion")
     app = serving.create_app(tracking_uri=lesson.tracking_uri, request_log=lesson.path("requests.jsonl"))
