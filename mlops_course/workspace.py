@@ -152,6 +152,10 @@ def create_tracking_store(uri: str) -> None:
     try:
         mlflow.set_tracking_uri(uri)
         mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        # A kernel or test process may remember an experiment of an earlier store: start from Default.
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        mlflow.set_experiment(experiment_id="0")
     finally:
         for lg, level in zip(noisy, levels):
             lg.setLevel(level)

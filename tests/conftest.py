@@ -15,5 +15,11 @@ def lesson_env(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     saved = dict(os.environ)
     yield tmp_path
+    import mlflow
+    from mlflow.tracking import fluent
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    fluent._active_experiment_id = None  # the next test's store does not have this test's experiment
     os.environ.clear()
     os.environ.update(saved)
