@@ -118,8 +118,9 @@ class PrefectServer:
 
     ``start()`` launches ``prefect server start`` in the background and returns at once, so the server's
     ~10 s of start-up (imports, database migrations) overlaps with the lesson's next cells; ``wait()`` blocks
-    until ``/api/health`` answers and points this process's Prefect client at it. ``stop()`` ends the server,
-    restores the environment and is also run at interpreter exit (via :mod:`mlops_course.process`).
+    until ``/api/health`` answers and points this process's Prefect client at it. ``stop()`` ends the server
+    and restores the environment; the server process is also stopped at interpreter exit, like every
+    :class:`mlops_course.process.BackgroundServer`.
     """
 
     def __init__(self, workspace: os.PathLike | str | None = None, *, startup_timeout: float = 180.0):
@@ -164,7 +165,7 @@ class PrefectServer:
         def launch() -> None:
             try:
                 self._server.start()
-            except (process.ServerError, OSError) as exc:  # reported by wait()
+            except Exception as exc:  # noqa: BLE001 - kept and raised by wait() (also if stop() came first)
                 self._error = exc
 
         self._thread = threading.Thread(target=launch, name="prefect-server-start", daemon=True)
@@ -270,7 +271,7 @@ def simulate_outage(failures: int = 1, workspace: os.PathLike | str | None = Non
     The count lives in a small file in the workspace (not in memory), so it survives retries and is the same
     on every run of the lesson. ``failures=0`` ends the outage.
     """
-    if not isinstance(failures, int) or failures < 0:
+    if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
         raise ValueError(f"failures must be a whole number >= 0; got {failures!r}")
     path = (Path(workspace) if workspace is not None else Path.cwd()) / OUTAGE_FILE
     path.write_text(json.dumps({"failures_left": failures}))
@@ -453,8 +454,8 @@ def _model_settings(model_kind: str, model_params: Mapping[str, Any] | None) -> 
 
 
 # ------------------------------------------------------------------ reading back what happened
-def _states_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows)
+FLOW_RUN_COLUMNS = ["flow_run", "state", "start", "end", "id"]
+TASK_RUN_COLUMNS = ["task", "state", "attempts", "start", "end", "id"]
 
 
 def flow_runs(flow_name: str = FLOW_NAME) -> pd.DataFrame:
@@ -465,12 +466,12 @@ def flow_runs(flow_name: str = FLOW_NAME) -> pd.DataFrame:
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
                                      sort=FlowRunSort.START_TIME_ASC)
-    return _states_frame([{"flow_run": r.name, "state": r.state_name, "start": r.start_time, "end": r.end_time,
-                           "id": str(r.id)} for r in runs])
+    rows = [(r.name, r.state_name, r.start_time, r.end_time, str(r.id)) for r in runs]
+    return pd.DataFrame(rows, columns=FLOW_RUN_COLUMNS)
 
 
 def task_runs(flow_run_id: str, expected: int | None = None, timeout: float = 30.0) -> pd.DataFrame:
-    """Task runs of one flow run in start order: task, state, attempts, start, end, id.
+    """Task runs of one flow run in pipeline order: task, state, attempts (``run_count``), start, end, id.
 
     Prefect records task-run states from events the client streams to the server, a moment after the flow
     returns. With ``expected`` (e.g. ``len(result.tasks)``) this waits until that many task runs are
@@ -493,13 +494,11 @@ def task_runs(flow_run_id: str, expected: int | None = None, timeout: float = 30
                 raise OrchestrationError(f"only {len(done)} of {expected} task runs of flow run {flow_run_id} "
                                          f"were recorded within {timeout:.0f} s; is the Prefect server running?")
             time.sleep(0.2)
-    rows = [{"task": r.name, "state": r.state_name,
-             "attempts": r.run_count, "start": r.start_time, "end": r.end_time, "id": str(r.id)} for r in runs]
-    frame = _states_frame(rows)
-    if not frame.empty:
-        order = {name: i for i, name in enumerate(TASK_NAMES)}
-        frame = frame.sort_values("task", key=lambda s: s.map(order).fillna(len(order))).reset_index(drop=True)
-    return frame
+    rows = [(r.name, r.state_name, r.run_count, r.start_time, r.end_time, str(r.id)) for r in runs]
+    frame = pd.DataFrame(rows, columns=TASK_RUN_COLUMNS)
+    order = {name: i for i, name in enumerate(TASK_NAMES)}
+    return frame.sort_values("task", key=lambda s: s.map(order).fillna(len(order)), kind="stable",
+                             ignore_index=True)
 
 
 def state_history(task_run_id: str) -> list[str]:

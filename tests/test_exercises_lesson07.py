@@ -17,6 +17,7 @@ def registered(lesson_env):
     from mlops_course import setup_lesson
 
     setup_lesson("96", quiet=True)
+    mlflow.set_experiment(experiment_id="0")  # the new store's Default, whatever an earlier test left active
     bikes = data.load_bikeshare()
     model = pipeline.train(data.select_months(bikes, ["Jan"]), n_estimators=3, max_depth=3)
     versions = {}

@@ -37,6 +37,7 @@ def env(tmp_path_factory):
     from mlops_course import orchestration, setup_lesson
 
     lesson = setup_lesson("97", quiet=True)
+    mlflow.set_experiment(experiment_id="0")  # the new store's Default, whatever an earlier test left active
     tiny = write_tiny(lesson.workspace / "tiny.csv")
     server = orchestration.PrefectServer(lesson.workspace).start().wait()
     try:
@@ -105,6 +106,8 @@ def test_flow_runs_are_recorded_with_parameters(env, runs):
     assert {"first", "second"} <= set(recorded.index)
     assert recorded.loc["first", "state"] == "Completed"
     assert recorded.loc["first", "id"] == runs.first.flow_run_id
+    none = env.orch.flow_runs("no-such-flow")
+    assert none.empty and list(none.columns) == env.orch.FLOW_RUN_COLUMNS
 
 
 def test_results_are_logged_to_mlflow(env, runs):
@@ -233,8 +236,9 @@ def test_simulated_outage_counts_down(tmp_path):
         with pytest.raises(orchestration.DataSourceUnavailable):
             orchestration.read_source(csv, workspace=tmp_path)
     assert len(orchestration.read_source(csv, workspace=tmp_path)) == 8645
-    with pytest.raises(ValueError, match="whole number"):
-        orchestration.simulate_outage(-1, workspace=tmp_path)
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="whole number"):
+            orchestration.simulate_outage(bad, workspace=tmp_path)
 
 
 def test_next_run_times_follow_the_cron_string():
