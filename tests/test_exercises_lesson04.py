@@ -99,6 +99,7 @@ def two_versions(lesson_env):
     from mlops_course import setup_lesson
 
     setup_lesson("97", quiet=True)
+    mlflow.set_experiment("lesson04-checks")  # never an experiment id left over from another test's store
     jan = data.select_months(data.load_bikeshare(), ["Jan"])
     for _ in range(2):
         model = pipeline.train(jan, n_estimators=2, max_depth=2)

@@ -33,6 +33,7 @@ def store(tmp_path_factory, bikes):
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     os.environ["MLOPS_COURSE_WORKSPACE"] = str(tmp_path_factory.mktemp("ws"))
     lesson = setup_lesson("98", quiet=True)
+    mlflow.set_experiment("serving-tests")  # never an experiment id left over from another test's store
     register(bikes, ["Jan", "Feb"], alias="champion", n_estimators=8)
     yield lesson
     process.stop_all()
