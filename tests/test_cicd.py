@@ -127,6 +127,7 @@ def test_skew_test_passes_for_the_champion_and_catches_a_mismatched_onnx_copy(le
     from mlops_course import registry, setup_lesson
 
     lesson = setup_lesson("97", quiet=True)
+    mlflow.set_experiment("skew")
     env = _workspace(lesson.workspace, bikes, FIRST_HALF[:5])
     jan = data.select_months(bikes, ["Jan"])
     logged = []
@@ -142,6 +143,7 @@ def test_skew_test_passes_for_the_champion_and_catches_a_mismatched_onnx_copy(le
                                                 logged[1].onnx_model_uri)
     result = cicd.run_pytest("ci_tests/test_serving.py", cwd=lesson.workspace, env=env)
     assert result.summary == "1 failed" and "service and batch path differ by up to" in result.failures[0]
+    mlflow.set_experiment(experiment_id="0")  # mlflow remembers the active experiment across stores: reset it
 
 
 # ---------------------------------------------------------------- the workflow
@@ -218,6 +220,8 @@ def test_the_course_precommit_config_keeps_outputs_counts_and_ids():
 
 # ---------------------------------------------------------------- the step commands
 def test_steps_train_evaluate_gate_register(lesson_env, bikes, monkeypatch, capsys):
+    import mlflow
+
     from mlops_course import registry, setup_lesson
 
     lesson = setup_lesson("96", quiet=True)
@@ -234,6 +238,7 @@ def test_steps_train_evaluate_gate_register(lesson_env, bikes, monkeypatch, caps
     assert registry.version_by_alias("champion").tags["previous_champion"] == "none"
     assert cicd_workflow.main(["gate", "--margin", "0.05"]) == 0 and "champion kept" in capsys.readouterr().out
     assert outputs.read_text() == "promote=true\npromote=false\n"
+    mlflow.set_experiment(experiment_id="0")  # the register step set "bike-ci": leave no active experiment behind
 
 
 def test_steps_report_missing_inputs(lesson_env, monkeypatch, capsys):
