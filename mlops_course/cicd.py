@@ -74,6 +74,7 @@ from mlops_course import data, pipeline
 
 TRAIN_MONTHS = os.environ.get("BIKE_TRAIN_MONTHS", "Jan,Feb,March,April,May").split(",")
 TEST_MONTH = os.environ.get("BIKE_TEST_MONTH", "June")
+MODELS = os.environ.get("BIKE_MODEL", "build/model.skops").split(",")
 
 
 @pytest.fixture(scope="session")
@@ -88,10 +89,10 @@ def split(bikes):
     return pipeline.split_by_month(bikes, TRAIN_MONTHS, [TEST_MONTH])
 
 
-@pytest.fixture(scope="session")
-def model():
-    """The model the train job produced (skops file: loading it runs no code)."""
-    return pipeline.load_model(os.environ.get("BIKE_MODEL", "build/model.skops"))
+@pytest.fixture(scope="session", params=MODELS)
+def model(request):
+    """Each model file named in BIKE_MODEL (skops: loading runs no code); model tests run once per model."""
+    return pipeline.load_model(request.param)
 '''
 
 TEST_DATA = '''\
@@ -230,9 +231,13 @@ def write_test_suite(folder: os.PathLike | str, files: Iterable[str] = SUITE_FIL
     return written
 
 
-def suite_env(*, data_file: str, model_file: str, train_months: Sequence[str], test_month: str,
+def suite_env(*, data_file: str, model_file: str | Sequence[str], train_months: Sequence[str], test_month: str,
               as_of: str, min_skill: float = 0.05, max_age_days: int = 2) -> dict[str, str]:
-    """The environment variables the suite reads, as a CI job's ``env:`` block would set them."""
+    """The environment variables the suite reads, as a CI job's ``env:`` block would set them.
+
+    ``model_file`` may name several models (a list, or paths joined by commas): the model tests then run once
+    for each, e.g. for the new candidate and for the champion in production.
+    """
     from mlops_course import data
 
     months = [*train_months, test_month]
@@ -240,7 +245,10 @@ def suite_env(*, data_file: str, model_file: str, train_months: Sequence[str], t
     if unknown:
         raise ValueError(f"unknown month name(s) {unknown}; use {data.MONTHS}")
     pd.Timestamp(as_of)  # raises on a date pandas cannot read
-    return {"BIKE_DATA": str(data_file), "BIKE_MODEL": str(model_file),
+    models = str(model_file) if isinstance(model_file, (str, os.PathLike)) else ",".join(map(str, model_file))
+    if not models or "" in models.split(","):
+        raise ValueError(f"model_file names no model file: {model_file!r}")
+    return {"BIKE_DATA": str(data_file), "BIKE_MODEL": models,
             "BIKE_TRAIN_MONTHS": ",".join(train_months), "BIKE_TEST_MONTH": test_month,
             "BIKE_AS_OF": str(as_of), "BIKE_MIN_SKILL": str(min_skill), "BIKE_MAX_AGE_DAYS": str(max_age_days)}
 

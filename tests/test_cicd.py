@@ -61,6 +61,11 @@ def test_suite_env_checks_months_and_date():
                          as_of="2011-03-01", min_skill=0.1)
     assert env["BIKE_TRAIN_MONTHS"] == "Jan" and env["BIKE_MIN_SKILL"] == "0.1"
     assert all(isinstance(v, str) for v in env.values())
+    two = cicd.suite_env(data_file="d", model_file=["a.skops", Path("b.skops")], train_months=["Jan"],
+                         test_month="Feb", as_of="2011-03-01")
+    assert two["BIKE_MODEL"] == "a.skops,b.skops"
+    with pytest.raises(ValueError, match="no model file"):
+        cicd.suite_env(data_file="d", model_file=[], train_months=["Jan"], test_month="Feb", as_of="2011-03-01")
     with pytest.raises(ValueError, match="Febuary"):
         cicd.suite_env(data_file="d", model_file="m", train_months=["Jan"], test_month="Febuary", as_of="2011-03-01")
     with pytest.raises(ValueError):
@@ -106,6 +111,17 @@ def test_suite_passes_for_a_good_model_and_fresh_data(tmp_path, bikes):
     assert result.summary == "7 passed", result.output
 
 
+def test_model_tests_run_once_per_model_and_name_the_stale_one(tmp_path, bikes):
+    env = _workspace(tmp_path, bikes, FIRST_HALF[:5])
+    stale = pipeline.train(data.select_months(bikes, ["Jan", "Feb"]), n_estimators=15)
+    pipeline.save_model(stale, tmp_path / "build" / "stale.skops")
+    env["BIKE_MODEL"] = "build/model.skops,build/stale.skops"
+    result = cicd.run_pytest("ci_tests/test_model.py", cwd=tmp_path, env=env)
+    assert result.summary == "1 failed, 5 passed", result.output
+    assert result.failures[0].startswith(
+        "FAILED ci_tests/test_model.py::test_beats_same_hour_last_week[build/stale.skops] - AssertionError: model MAE")
+
+
 def test_suite_fails_for_broken_data_and_a_stale_model(tmp_path, bikes):
     env = _workspace(tmp_path, bikes, FIRST_HALF[:5], model_months=["Jan", "Feb"])
     broken = data.select_months(bikes, FIRST_HALF).assign(hum=lambda d: d["hum"] * 100)
@@ -113,7 +129,7 @@ def test_suite_fails_for_broken_data_and_a_stale_model(tmp_path, bikes):
     env = {**env, "BIKE_DATA": "data/broken.csv", "BIKE_AS_OF": "2011-09-01"}
     result = cicd.run_pytest("ci_tests/test_data.py", "ci_tests/test_model.py::test_beats_same_hour_last_week",
                              cwd=tmp_path, env=env)
-    failed = {line.split(" - ")[0].split("::")[1]: line for line in result.failures}
+    failed = {line.split(" - ")[0].split("::")[1].split("[")[0]: line for line in result.failures}
     assert set(failed) == {"test_feature_ranges", "test_data_is_fresh", "test_beats_same_hour_last_week"}
     assert "hum (relative humidity, fraction)" in failed["test_feature_ranges"]
     assert "stale data" in failed["test_data_is_fresh"]
