@@ -3,16 +3,27 @@
 ``BackgroundServer`` runs a command (``{port}`` in it is replaced by the port) in its own process group,
 writes its output to a log file, polls a health URL, and stops the whole group on ``stop()``, at the end of
 a ``with`` block, or when the Python process exits.
+
+A process killed outright (``kill -9``, a crashed or force-restarted Jupyter kernel) runs no exit handlers,
+so on Linux and macOS each server runs under a small guard process (``python -I -S process.py --guard``): it
+starts the command, waits for it, and if the process that started the server dies first it stops the whole
+group (SIGTERM, then SIGKILL after a few seconds). ``PR_SET_PDEATHSIG`` is not enough here: it fires when
+the *thread* that started the child ends (servers are started from short-lived threads, e.g. by
+``PrefectServer`` and ``deploy.start_together``), and it never reaches the server's own children (``mlflow
+server`` runs uvicorn as a child process).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 HOST = "127.0.0.1"
+GUARD_GRACE = 5.0  # seconds a guarded server gets to exit on SIGTERM after its parent died
 _RUNNING: set["BackgroundServer"] = set()
 _cleanup_installed = False
 
@@ -40,6 +52,64 @@ def port_in_use(port: int, host: str = HOST) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.2)
         return s.connect_ex((host, port)) == 0
+
+
+def guarded(command: Sequence[str], parent: int | None = None) -> list[str]:
+    """``command`` wrapped in the guard that stops its process group when ``parent`` (default: this
+    process) dies; the command itself unchanged where there is no ``killpg`` (Windows)."""
+    if not hasattr(os, "killpg"):
+        return list(command)
+    parent = os.getpid() if parent is None else parent
+    return [sys.executable, "-I", "-S", str(Path(__file__).resolve()), "--guard", str(parent), "--", *command]
+
+
+def _pidfd(pid: int) -> int | None:
+    """A file descriptor that becomes readable when ``pid`` exits (Linux 5.3+), else ``None``."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _guard(parent: int, command: Sequence[str]) -> int:
+    """Run ``command`` and return its exit code; stop this process group if ``parent`` dies first.
+
+    The guard leads the group ``BackgroundServer`` creates, so ``stop()``'s SIGTERM reaches it too: it notes
+    the signal and keeps waiting for the command, then exits the way the command did.
+    """
+    import select
+
+    def note(signum, frame):  # the handler is reset in the command by exec
+        pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, note)
+    parent_fd = _pidfd(parent)
+    if os.getppid() != parent:
+        return 1  # the parent is already gone: start nothing
+    try:
+        child = subprocess.Popen(list(command))
+    except OSError as exc:
+        print(f"cannot start {command[0]}: {exc}", file=sys.stderr, flush=True)
+        return 127
+    child_fd = _pidfd(child.pid)
+    watched = [fd for fd in (parent_fd, child_fd) if fd is not None]
+    while child.poll() is None:
+        if os.getppid() != parent:  # reparented: the process that started the server died
+            os.killpg(0, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(GUARD_GRACE)
+            os.killpg(0, signal.SIGKILL)  # whatever is left of the group, this guard included
+        if child_fd is not None:
+            select.select(watched, [], [], 0.5)
+        else:
+            time.sleep(0.1)
+    code = child.returncode
+    if code < 0:  # killed by a signal: die by the same signal, so Popen.returncode reads the same
+        signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+        return 128 - code
+    return code
 
 
 def install_cleanup() -> None:
@@ -100,9 +170,11 @@ class BackgroundServer:
         if port_in_use(self.port):
             raise ServerError(f"port {self.port} on {HOST} is already in use: stop what listens there "
                               f"or leave the port out so a free one is chosen")
+        if shutil.which(self.command[0], path=self.env.get("PATH")) is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), self.command[0])
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._log_handle = open(self.log_file, "ab")
-        self.process = subprocess.Popen(self.command, stdout=self._log_handle, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(guarded(self.command), stdout=self._log_handle, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
                                         start_new_session=True)
         _RUNNING.add(self)
@@ -161,3 +233,7 @@ class BackgroundServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<BackgroundServer {self.name} {state}>"
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--guard"]:  # python -I -S process.py --guard PARENT -- CMD...
+    sys.exit(_guard(int(sys.argv[2]), sys.argv[4:]))

@@ -1,6 +1,11 @@
+import os
+import signal
 import socket
+import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +78,78 @@ def test_stop_all_stops_children(tmp_path):
     process.stop_all()
     time.sleep(0.2)
     assert not listening(server.port)
+
+
+def _gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _wait_until(condition, limit=30.0):
+    deadline = time.monotonic() + limit
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return condition()
+
+
+def test_servers_die_with_a_killed_parent(tmp_path):
+    # A parent killed with SIGKILL runs no atexit handler: the guard must stop the server and its child.
+    script = (
+        "import sys, time; from mlops_course import process\n"
+        "cmd = ['bash', '-c', sys.executable + ' -m http.server {port} --bind 127.0.0.1 & wait']\n"
+        "s = process.BackgroundServer(cmd, log_file=sys.argv[1], health_path='/').start()\n"
+        "print(s.port, s.process.pid, flush=True)\n"
+        "time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "srv.log")], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        port, group = map(int, parent.stdout.readline().split())
+        assert listening(port)
+        members = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _pgid(int(p.name)) == group]
+        assert len(members) >= 3, f"expected guard, bash and http.server in group {group}, found {members}"
+    finally:
+        parent.kill()
+        parent.wait()
+    assert _wait_until(lambda: all(_gone(pid) for pid in members)), \
+        f"server processes {[p for p in members if not _gone(p)]} outlived their SIGKILLed parent"
+    assert not listening(port)
+
+
+def _pgid(pid):
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def test_a_server_outlives_the_thread_that_started_it(tmp_path):
+    # PR_SET_PDEATHSIG would kill it here: it fires when the starting *thread* ends (PrefectServer starts
+    # its server from a thread that ends once the server is healthy).
+    box = {}
+    starter = threading.Thread(target=lambda: box.setdefault(
+        "server", process.BackgroundServer(HTTP, log_file=tmp_path / "t.log", health_path="/").start()))
+    starter.start()
+    starter.join()
+    server = box["server"]
+    try:
+        time.sleep(1.5)  # three rounds of the guard's parent check
+        assert server.running and listening(server.port)
+    finally:
+        server.stop()
+    assert not listening(server.port)
+
+
+def test_guard_passes_the_exit_status_through(tmp_path):
+    assert subprocess.run(process.guarded(["sh", "-c", "exit 7"])).returncode == 7
+    assert subprocess.run(process.guarded(["sh", "-c", "kill -TERM $$"])).returncode == -signal.SIGTERM
+    assert subprocess.run(process.guarded(["no-such-command-here"]), stderr=subprocess.DEVNULL).returncode == 127
+
+
+def test_missing_command_is_reported_before_starting(tmp_path):
+    server = process.BackgroundServer(["no-such-command-here", "{port}"], log_file=tmp_path / "m.log")
+    with pytest.raises(FileNotFoundError, match="no-such-command-here"):
+        server.start()
+    assert server.process is None
