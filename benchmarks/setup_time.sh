@@ -18,7 +18,7 @@ case "${1:-}" in
     "") ;;
     *) echo "usage: $0 [--cold]" >&2; exit 2 ;;
 esac
-out_dir="$repo/build/bench"
+out_dir="${MLOPS_COURSE_BUILD:-$repo/build}/bench"
 mkdir -p "$out_dir"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/course-setup.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -96,7 +96,7 @@ summary=$(grep -E '[0-9]+ (passed|failed)' "$tmp/test.log" 2>/dev/null | tail -n
     echo
     echo "- pytest's summary line: ${summary:-none (the tests did not run)}."
     echo "- The install step is the Makefile's \`.venv/done\`: a venv, uv from PyPI, the lock file, the course."
-    echo "- Logs: build/bench/setup_time-install.log, build/bench/setup_time-test.log."
+    echo "- Logs: setup_time-install.log and setup_time-test.log next to this report."
 } >"$out_dir/setup_time.md"
 cat "$out_dir/setup_time.md"
 [ -z "$failed" ]
