@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -39,6 +39,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops_course import pipeline, registry
 from mlops_course.model_loader import BACKENDS, ModelLoadError, ServedModel, load_served_model
@@ -92,6 +93,31 @@ class HealthResponse(BaseModel):
     model_version: str
     alias: str
     backend: str
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(description="the part of the request at fault, e.g. `rows[0].hr`, `body`, `query.backend`")
+    loc: list[str]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    message: str = Field(description="what is wrong, in one line")
+    detail: list[ErrorDetail] | str = Field(description="one entry per problem (or the message again)")
+
+
+ERROR_MEANINGS = {
+    400: "the body is not readable JSON",
+    409: "the alias cannot be loaded; the old version keeps serving",
+    422: "the request breaks the schema; the message names every field at fault",
+    503: "the registry cannot be reached; the old version keeps serving",
+}
+
+
+def error_responses(*codes: int) -> dict[int, dict]:
+    """OpenAPI entries for the error answers a route gives: all have the ``ErrorResponse`` body."""
+    return {code: {"model": ErrorResponse, "description": ERROR_MEANINGS[code]} for code in codes}
 
 
 # ---------------------------------------------------------------- metrics
@@ -169,10 +195,34 @@ def validation_error_body(errors: Sequence[dict]) -> tuple[int, dict]:
             message = f"{message}: {err['ctx']['error']}"
         detail.append({"field": _field_name(err.get("loc", ())), "loc": [str(p) for p in err.get("loc", ())],
                        "msg": message, "type": err.get("type", "")})
+    for d, err in zip(detail, errors):
+        if d["type"] == "model_attributes_type" and d["field"] == "body" and isinstance(err.get("input"), bytes):
+            d["msg"] += " (the body was not read as JSON: send it with the header content-type: application/json)"
     status = 400 if any(d["type"] == "json_invalid" for d in detail) else 422
     shown = "; ".join(f"{d['field']}: {d['msg']}" for d in detail[:5])
     more = f" (and {len(detail) - 5} more)" if len(detail) > 5 else ""
     return status, {"message": f"invalid request: {shown}{more}", "detail": detail}
+
+
+def http_error_body(request: Request, exc: StarletteHTTPException) -> dict:
+    """The JSON body for an error FastAPI raises itself (unknown route, wrong method, unreadable body), in the
+    same format as a validation error: a ``message`` that names the problem, and ``detail``."""
+    method, path = request.method, request.url.path
+    if exc.status_code == 404:
+        routes = [f"{m} {r.path}" for r in request.app.routes for m in sorted(getattr(r, "methods", None) or ())
+                  if m != "HEAD"]
+        message = f"no route {method} {path}; this service answers {', '.join(routes)}"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        message = f"method {method} is not allowed on {path}; use {allowed or 'another method'}"
+    elif exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not decode the body
+        cause = f"{type(exc.__cause__).__name__}: {exc.__cause__}"[:300]
+        msg = f"the body could not be read as JSON ({cause})"
+        return {"message": f"invalid request: body: {msg}",
+                "detail": [{"field": "body", "loc": ["body"], "msg": msg, "type": "body_unreadable"}]}
+    else:
+        message = f"{exc.detail}: {method} {path}"
+    return {"message": message, "detail": message}
 
 
 # ---------------------------------------------------------------- the app
@@ -219,11 +269,16 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
         status, body = validation_error_body(exc.errors())
         return JSONResponse(body, status_code=status)
 
+    @app.exception_handler(StarletteHTTPException)  # unknown route, wrong method, unreadable body
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(http_error_body(request, exc), status_code=exc.status_code, headers=exc.headers)
+
     @app.get("/health", response_model=HealthResponse, summary="Which model is being served")
     async def health() -> dict:
         return health_body()
 
-    @app.post("/predict", response_model=PredictResponse, summary="Predict bikes per hour for 1 or more rows")
+    @app.post("/predict", response_model=PredictResponse, summary="Predict bikes per hour for 1 or more rows",
+              responses=error_responses(400, 422))
     async def predict(body: body_schema, request: Request) -> JSONResponse:  # type: ignore[valid-type]
         # Prediction takes well under a millisecond with ONNX Runtime, so it runs right here in the event
         # loop; a slow model would go to a thread pool (a plain `def` route) instead.
@@ -241,8 +296,7 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
                             headers={"x-request-id": request_id})
 
     @app.post("/reload", response_model=HealthResponse, summary="Re-resolve the alias and load the version it names",
-              responses={409: {"description": "the alias cannot be loaded; the old version keeps serving"},
-                         503: {"description": "the registry cannot be reached; the old version keeps serving"}})
+              responses=error_responses(409, 422, 503))
     def reload(backend: Literal["auto", "onnx", "sklearn"] | None = Query(
             None, description="switch the runtime too (default: keep the current one)")) -> Any:
         with reload_lock:  # a plain `def` route: loading runs in a worker thread while predictions go on
@@ -259,7 +313,7 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
             metrics.serving(new)
         return health_body()
 
-    @app.get("/metrics", summary="Prometheus metrics (text exposition format)")
+    @app.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=PlainTextResponse)
     async def prometheus_metrics() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
