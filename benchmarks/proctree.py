@@ -35,10 +35,16 @@ def label(proc: psutil.Process) -> str:
     if any("ipykernel" in part for part in cmd):
         return "kernel"
     program = os.path.basename(cmd[0])
-    if program.startswith("python") and len(cmd) > 1:
-        if cmd[1] == "-m" and len(cmd) > 2:
-            return cmd[2]
-        return "python -c" if cmd[1] == "-c" else os.path.basename(cmd[1])
+    if not program.startswith("python"):
+        return program
+    args = iter(cmd[1:])
+    for arg in args:  # skip interpreter flags such as -I -S -u
+        if arg == "-m":
+            return next(args, program)
+        if arg == "-c":
+            return "python -c"
+        if not arg.startswith("-"):
+            return os.path.basename(arg)
     return program
 
 
