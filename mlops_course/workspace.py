@@ -2,7 +2,8 @@
 
 Each lesson works in ``workspaces/lesson-NN-<pid>/`` (``MLOPS_COURSE_WORKSPACE`` moves the root). The process
 id in the name keeps two kernels running the same lesson apart; folders whose process has ended are removed
-the next time that lesson starts, so a learner's disk does not fill up.
+the next time that lesson starts, so a learner's disk does not fill up. Running the setup cell again in the same
+kernel gives a fresh folder (``lesson-NN-<pid>-2``, ...).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_course import paths
+from mlops_course import empty_stores, paths
 
 SEED = 42
 
@@ -70,10 +71,14 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _remove_stale(root: Path, number: str) -> None:
+    """Remove this lesson's folders left by ended processes and by this process's earlier setups."""
     for old in root.glob(f"lesson-{number}-*"):
-        pid = old.name.rsplit("-", 1)[-1]
+        pid = old.name.split("-")[2]
         if pid.isdigit() and (int(pid) == os.getpid() or not _pid_alive(int(pid))):
             shutil.rmtree(old, ignore_errors=True)
+
+
+_setups: dict[str, int] = {}
 
 
 def normalise_number(lesson: str | int) -> str:
@@ -90,7 +95,11 @@ def make_workspace(number: str) -> Path:
     root = paths.workspaces_dir()
     root.mkdir(parents=True, exist_ok=True)
     _remove_stale(root, number)
-    ws = root / f"lesson-{number}-{os.getpid()}"
+    # Running the setup cell again in the same kernel gets a new folder name: MLflow keeps the database
+    # connection of a path open, and a new file at the old path would be read-only through it.
+    _setups[number] = _setups.get(number, 0) + 1
+    suffix = f"-{_setups[number]}" if _setups[number] > 1 else ""
+    ws = root / f"lesson-{number}-{os.getpid()}{suffix}"
     ws.mkdir()
     return ws.resolve()
 
@@ -142,16 +151,23 @@ def display_settings() -> None:
 
 
 def create_tracking_store(uri: str) -> None:
-    """Create the MLflow database now, so the one-off table creation never shows in a later cell."""
+    """Create the MLflow database now, so the one-off table creation never shows in a later cell.
+
+    A SQLite store starts as a copy of the cached empty one when there is one (see ``empty_stores``).
+    """
     import mlflow
 
     noisy = [logging.getLogger(n) for n in ("mlflow", "alembic", "mlflow.store.db.utils")]
     levels = [lg.level for lg in noisy]
     for lg in noisy:
         lg.setLevel(logging.ERROR)
+    database = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
     try:
+        copied = database is not None and empty_stores.restore("mlflow", database)
         mlflow.set_tracking_uri(uri)
         mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        if database is not None and not copied:
+            empty_stores.keep("mlflow", database, empty_stores.without_experiments)
         # A kernel or test process may remember an experiment of an earlier store: start from Default.
         while mlflow.active_run() is not None:
             mlflow.end_run()

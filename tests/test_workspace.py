@@ -28,8 +28,21 @@ def test_rerun_replaces_own_workspace_and_keeps_live_ones(lesson_env):
     first = workspace.setup_lesson("05", tracking=False, quiet=True)
     (first.workspace / "leftover.txt").write_text("x")
     second = workspace.setup_lesson("05", tracking=False, quiet=True)
-    assert second.workspace == first.workspace and not (second.workspace / "leftover.txt").exists()
+    assert not first.workspace.exists() and not (second.workspace / "leftover.txt").exists()
+    assert second.workspace.name.startswith(f"lesson-05-{os.getpid()}")
     assert live.exists() and not stale.exists()
+
+
+def test_rerun_in_the_same_process_can_still_track(lesson_env):
+    import mlflow
+
+    for _ in range(2):  # the second store used to be read-only through MLflow's cached connection
+        lesson = workspace.setup_lesson("06", quiet=True)
+        mlflow.set_experiment("again")
+        with mlflow.start_run(run_name="r"):
+            mlflow.log_param("p", 1)
+        assert len(mlflow.search_runs()) == 1
+        assert Path(mlflow.get_experiment_by_name("again").artifact_location).parent == lesson.path("mlruns")
 
 
 def test_show_never_prints_machine_paths(lesson_env):
