@@ -5,7 +5,9 @@ Source and licence: see ``data/README.md``. Nothing here downloads anything.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -22,6 +24,8 @@ FLOAT_COLUMNS = ["temp", "atemp", "hum", "windspeed"]
 COLUMNS = ["season", "mnth", "day", "hr", "holiday", "weekday", "workingday", "weathersit",
            "temp", "atemp", "hum", "windspeed", "casual", "registered", "bikers"]
 TARGET = "bikers"
+RESTORE = (f"restore it (`git checkout -- data/{DATA_FILE}` for the shipped file, `dvc checkout` in a DVC "
+           f"repository) or export it again")
 
 
 class DataError(ValueError):
@@ -70,14 +74,20 @@ def coerce_types(raw: pd.DataFrame, name: str = "data") -> pd.DataFrame:
         raise DataError(f"{name}: missing column(s) {missing}; unexpected column(s) {extra}. "
                         f"Expected the columns {COLUMNS}.")
     if raw.empty:
-        raise DataError(f"{name}: has a header but no rows.")
+        raise DataError(f"{name}: has a header but no rows. The data stops after its header: {RESTORE}.")
     df = raw[COLUMNS].copy()
+    if df["season"].dtype == object:  # a numeric column read as text: maybe a second header inside
+        repeated = df.astype(str).eq(COLUMNS).all(axis=1)
+        if repeated.any():
+            raise DataError(f"{name}: line(s) {_rows(repeated)} repeat the header row (two exports pasted "
+                            f"together?); delete those lines, or {RESTORE}.")
     for col in INT_COLUMNS + FLOAT_COLUMNS:
         numeric = pd.to_numeric(df[col], errors="coerce")
         bad = numeric.isna()
         if bad.any():
+            example = df.loc[bad, col].iloc[0]
             raise DataError(f"{name}: column '{col}' must be numeric; bad or missing values at line(s) "
-                            f"{_rows(bad)} (e.g. {df.loc[bad, col].iloc[0]!r}).")
+                            f"{_rows(bad)} (e.g. {'an empty field' if pd.isna(example) else repr(example)}).")
         if col in INT_COLUMNS:
             not_whole = numeric.ne(numeric.round())
             if not_whole.any():
@@ -95,6 +105,39 @@ def coerce_types(raw: pd.DataFrame, name: str = "data") -> pd.DataFrame:
     return df
 
 
+def read_text(raw: bytes, name: str) -> str:
+    """The text of a CSV file's bytes, after checks that pandas does not make: no NUL byte, valid UTF-8, and
+    every line with as many fields as the header (a short last line means the file was cut off)."""
+    if b"\x00" in raw:
+        at = raw.index(b"\x00")
+        line = raw.count(b"\n", 0, at) + 1
+        raise DataError(f"{name}: line {line} holds a NUL byte (offset {at}): binary damage in a text file; "
+                        f"{RESTORE}.")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{name}: line {line} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                        f"{exc.start}): the file is damaged or saved in another encoding; save it as UTF-8, or "
+                        f"{RESTORE}.") from None
+    if not text.strip():
+        raise DataError(f"{name}: the file is empty (no header, no rows); {RESTORE}.")
+    try:
+        rows = [(number, len(row)) for number, row in enumerate(csv.reader(text.splitlines()), start=1) if row]
+    except csv.Error as exc:
+        raise DataError(f"{name}: not a readable CSV file ({exc}); {RESTORE}.") from None
+    expected = rows[0][1] if len(rows) > 1 else len(COLUMNS)  # the header's fields
+    last, count = rows[-1]
+    if not text.endswith(("\n", "\r")) and count < expected:
+        raise DataError(f"{name}: the last line (line {last}) stops after {count} of {expected} fields: the file "
+                        f"is cut off (truncated while it was written or copied); {RESTORE}.")
+    for number, count in rows:
+        if count != expected:
+            raise DataError(f"{name}: line {number} has {count} fields, the header has {expected}: a value or a "
+                            f"comma is missing or extra there; fix that line, or {RESTORE}.")
+    return text
+
+
 def load_bikeshare(path: str | Path | None = None, *, verify: bool = True) -> pd.DataFrame:
     """Load the bike-rental table with proper dtypes.
 
@@ -107,12 +150,13 @@ def load_bikeshare(path: str | Path | None = None, *, verify: bool = True) -> pd
                         f"pass the path of a CSV with the columns {COLUMNS}.")
     if verify:
         verify_checksum(path)
+    text = read_text(path.read_bytes(), path.name)
     try:
-        raw = pd.read_csv(path)
+        raw = pd.read_csv(io.StringIO(text))
     except pd.errors.EmptyDataError:
-        raise DataError(f"{path.name}: the file is empty (no header, no rows).") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path.name}: not a readable CSV file ({exc}).") from None
+        raise DataError(f"{path.name}: the file is empty (no header, no rows); {RESTORE}.") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path.name}: not a readable CSV file ({exc}); {RESTORE}.") from None
     return coerce_types(raw, path.name)
 
 
