@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
-from mlops_course import data, paths, pipeline, process, registry
+from mlops_course import data, empty_stores, paths, pipeline, process, registry
 
 # ------------------------------------------------------------------ settings, before Prefect is imported
 # Console logs without clock times or colours, so stored notebook outputs compare equal on every run.
@@ -117,7 +117,8 @@ class PrefectServer:
     """A Prefect API server for one lesson: loopback port, database and results in the workspace.
 
     ``start()`` launches ``prefect server start`` in the background and returns at once, so the server's
-    ~10 s of start-up (imports, database migrations) overlaps with the lesson's next cells; ``wait()`` blocks
+    ~10 s of start-up (imports, database migrations; a copy of a cached empty database skips the migrations,
+    see :mod:`mlops_course.empty_stores`) overlaps with the lesson's next cells; ``wait()`` blocks
     until ``/api/health`` answers and points this process's Prefect client at it. ``stop()`` ends the server
     and restores the environment; the server process is also stopped at interpreter exit, like every
     :class:`mlops_course.process.BackgroundServer`.
@@ -143,6 +144,7 @@ class PrefectServer:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._saved_env: dict[str, str | None] = {}
+        self._fresh_database = False
         self.ready = False
 
     @property
@@ -158,6 +160,7 @@ class PrefectServer:
         if self._thread is not None:
             return self
         self.home.mkdir(parents=True, exist_ok=True)
+        self._fresh_database = not empty_stores.restore("prefect", self.database)
         self._saved_env = {k: os.environ.get(k) for k in [*self.settings, "PREFECT_API_URL"]}
         os.environ.update(self.settings)
         os.environ["PREFECT_API_URL"] = self.api_url
@@ -185,6 +188,8 @@ class PrefectServer:
             self.stop()
             raise error
         if not self.ready:
+            if self._fresh_database:  # migrated by this server and still empty: later workspaces copy it
+                empty_stores.keep("prefect", self.database)
             _refresh_prefect_settings()
             self.ready = True
         return self

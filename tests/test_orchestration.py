@@ -271,3 +271,20 @@ def test_source_drops_the_docstring_only():
     text = orchestration.source(orchestration.validate_data)
     assert text.startswith("@task(") and '"""' not in text and "pipeline.validate(" in text
     assert '"""' in orchestration.source(orchestration.validate_data, docstring=True)
+
+
+def test_a_later_server_starts_from_the_cached_empty_database(env, tmp_path):
+    from mlops_course import empty_stores
+
+    assert empty_stores.template("prefect").is_file()  # kept by this module's server (or an earlier one)
+    (tmp_path / "other").mkdir()
+    api_before = os.environ.get("PREFECT_API_URL")
+    other = env.orch.PrefectServer(tmp_path / "other")
+    try:
+        other.start().wait()
+        assert not other._fresh_database and other.database.is_file()
+        with env.orch.get_client(sync_client=True) as client:
+            assert client.read_flow_runs() == []  # an empty database, not a copy of another workspace's
+    finally:
+        other.stop()
+    assert os.environ.get("PREFECT_API_URL") == api_before
