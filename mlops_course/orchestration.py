@@ -25,59 +25,30 @@ lesson's workspace, so importing this module before or after ``setup_lesson`` bo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
-import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
-from mlops_course import data, empty_stores, paths, pipeline, process, registry
+from mlops_course import data, pipeline, registry
 
-# ------------------------------------------------------------------ settings, before Prefect is imported
-# Console logs without clock times or colours, so stored notebook outputs compare equal on every run.
-CONSOLE_LOG_FORMATS = {
-    "PREFECT_LOGGING_FORMATTERS_STANDARD_FORMAT": "%(levelname)-7s | %(name)s - %(message)s",
-    "PREFECT_LOGGING_FORMATTERS_STANDARD_FLOW_RUN_FMT": "%(levelname)-7s | Flow run %(flow_run_name)r - %(message)s",
-    "PREFECT_LOGGING_FORMATTERS_STANDARD_TASK_RUN_FMT": "%(levelname)-7s | Task run %(task_run_name)r - %(message)s",
-    "PREFECT_LOGGING_COLORS": "false",
-}
-# Telemetry and update checks off, no UI, nothing read from or written to ~/.prefect.
-OFFLINE_SETTINGS = {
-    "DO_NOT_TRACK": "true",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
-    "PREFECT_SERVER_UI_ENABLED": "false",
-    "PREFECT_UI_ENABLED": "false",
-    "PREFECT_UI_URL": "",  # no UI runs, so no "View at http://..." links (they hold run ids) in the logs
-}
-# The server only needs to record runs: background loops that schedule, reschedule or clean up are off.
-SERVER_SETTINGS = {
-    "PREFECT_API_BLOCKS_REGISTER_ON_START": "false",
-    "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_REPOSSESSOR_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_CLEANUP_RECONCILER_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "[]",
-    "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
-}
-for _key, _value in {**OFFLINE_SETTINGS, **CONSOLE_LOG_FORMATS}.items():
-    os.environ.setdefault(_key, _value)
-# Imported before setup_lesson (e.g. by a test module): keep Prefect's home out of ~/.prefect until a
-# PrefectServer points it at a lesson workspace.
-if "PREFECT_HOME" not in os.environ:
-    os.environ["PREFECT_HOME"] = str(paths.workspaces_dir() / "prefect-home")
-    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+# The server and Prefect's settings live in prefect_server (imported first: it sets the offline defaults
+# before Prefect is imported below); they are re-exported here, where the flow's users look for them.
+from mlops_course.prefect_server import (  # noqa: F401
+    CONSOLE_LOG_FORMATS,
+    OFFLINE_SETTINGS,
+    SERVER_SETTINGS,
+    PrefectServer,
+    _refresh_prefect_settings,
+    flush_client,
+    prefect_home,
+    prefect_server,
+)
 
 # Prefect builds a pydantic model of the flow's parameters; a parameter named ``register`` makes pydantic
 # note that it shadows ``BaseModel.register`` (harmless: the value is read correctly).
@@ -95,171 +66,6 @@ TERMINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 class OrchestrationError(RuntimeError):
     """Prefect's server or the flow's run records are not in the state a helper needs."""
-
-
-# ------------------------------------------------------------------ where Prefect keeps its state
-def prefect_home(workspace: os.PathLike | str | None = None) -> Path:
-    """Prefect's home folder for a workspace: ``.tools/prefect`` (the same place ``setup_lesson`` uses)."""
-    ws = Path(workspace) if workspace is not None else Path.cwd()
-    return ws / ".tools" / "prefect"
-
-
-def _refresh_prefect_settings() -> None:
-    """Make an already imported Prefect re-read its settings (home, API URL, logging) from the environment."""
-    import prefect.context
-    from prefect.logging.configuration import setup_logging
-
-    prefect.context.refresh_global_settings_context()
-    setup_logging(incremental=False)
-
-
-class PrefectServer:
-    """A Prefect API server for one lesson: loopback port, database and results in the workspace.
-
-    ``start()`` launches ``prefect server start`` in the background and returns at once, so the server's
-    ~10 s of start-up (imports, database migrations; a copy of a cached empty database skips the migrations,
-    see :mod:`mlops_course.empty_stores`) overlaps with the lesson's next cells; ``wait()`` blocks
-    until ``/api/health`` answers and points this process's Prefect client at it. ``stop()`` ends the server
-    and restores the environment; the server process is also stopped at interpreter exit, like every
-    :class:`mlops_course.process.BackgroundServer`.
-    """
-
-    def __init__(self, workspace: os.PathLike | str | None = None, *, startup_timeout: float = 180.0):
-        self.workspace = Path(workspace) if workspace is not None else Path.cwd()
-        self.home = prefect_home(self.workspace)
-        self.database = self.home / "prefect.db"
-        self.settings = {
-            **OFFLINE_SETTINGS,
-            **CONSOLE_LOG_FORMATS,
-            "PREFECT_HOME": str(self.home),
-            "PREFECT_SERVER_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{self.database}",
-            "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(self.home / "storage"),
-        }
-        command = [sys.executable, "-m", "prefect", "server", "start", "--host", process.HOST,
-                   "--port", "{port}", "--no-ui", "--analytics-off"]
-        self._server = process.BackgroundServer(
-            command, log_file=self.home / "server.log", health_path="/api/health",
-            env={**self.settings, **SERVER_SETTINGS}, cwd=self.workspace, startup_timeout=startup_timeout,
-            name="prefect server")
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-        self._saved_env: dict[str, str | None] = {}
-        self._fresh_database = False
-        self.ready = False
-
-    @property
-    def api_url(self) -> str:
-        return f"{self._server.url}/api"
-
-    @property
-    def running(self) -> bool:
-        return self._server.running
-
-    def start(self) -> Self:
-        """Launch the server process in the background (returns immediately; see :meth:`wait`)."""
-        if self._thread is not None:
-            return self
-        self.home.mkdir(parents=True, exist_ok=True)
-        self._fresh_database = not empty_stores.restore("prefect", self.database)
-        self._saved_env = {k: os.environ.get(k) for k in [*self.settings, "PREFECT_API_URL"]}
-        os.environ.update(self.settings)
-        os.environ["PREFECT_API_URL"] = self.api_url
-
-        def launch() -> None:
-            try:
-                self._server.start()
-            except Exception as exc:  # noqa: BLE001 - kept and raised by wait() (also if stop() came first)
-                self._error = exc
-
-        self._thread = threading.Thread(target=launch, name="prefect-server-start", daemon=True)
-        self._thread.start()
-        return self
-
-    def wait(self) -> Self:
-        """Block until the server is healthy; raise ``ServerError`` with its log tail if it failed."""
-        if self._thread is None:
-            self.start()
-        self._thread.join()
-        if self._error is None and not self._server.running:
-            self._error = process.ServerError(f"the Prefect server is not running. Last lines of its log:\n"
-                                              f"{self.log_tail()}")
-        if self._error is not None:
-            error, self._error = self._error, None
-            self.stop()
-            raise error
-        if not self.ready:
-            if self._fresh_database:  # migrated by this server and still empty: later workspaces copy it
-                empty_stores.keep("prefect", self.database)
-            _refresh_prefect_settings()
-            self.ready = True
-        return self
-
-    def stop(self) -> None:
-        """Flush Prefect's client-side log and event queues, stop the server, restore the environment."""
-        if self.ready:
-            flush_client()
-        self._server.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        if self._saved_env:
-            _refresh_prefect_settings()
-        self._saved_env, self.ready, self._thread = {}, False, None
-
-    def describe(self) -> str:
-        """One line for the learner: where the server keeps its state (no port, no path)."""
-        return (f"Prefect API server on 127.0.0.1 (a free port), database {self.database.name} and task results "
-                f"in {self.home.relative_to(self.workspace)}/ of the workspace")
-
-    def log_tail(self, lines: int = 20) -> str:
-        return self._server.log_tail(lines)
-
-    def __enter__(self) -> Self:
-        return self.start().wait()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        state = "ready" if self.ready else ("running" if self.running else "stopped")
-        return f"<PrefectServer {state}, database {self.database.name} in the workspace>"
-
-
-def flush_client() -> None:
-    """Send the run logs and events this process still queues to the server, and wait until they are sent.
-
-    Prefect ships them from background workers in batches (every 2 s by default). Called from a notebook,
-    where an event loop is already running, Prefect's drain methods would return coroutines, so the drain
-    runs in a helper thread that has no loop.
-    """
-
-    def drain() -> None:
-        with contextlib.suppress(Exception):
-            from prefect.logging.handlers import APILogWorker
-
-            APILogWorker.drain_all(timeout=5)
-        with contextlib.suppress(Exception):
-            from prefect.events.worker import EventsWorker
-
-            EventsWorker.drain_all(timeout=5)
-
-    worker = threading.Thread(target=drain, name="prefect-flush", daemon=True)
-    worker.start()
-    worker.join(timeout=12)
-
-
-@contextlib.contextmanager
-def prefect_server(workspace: os.PathLike | str | None = None) -> Iterator[PrefectServer]:
-    """``with prefect_server(ws) as server:`` a ready server for the block, stopped afterwards, also on error."""
-    server = PrefectServer(workspace)
-    try:
-        yield server.start().wait()
-    finally:
-        server.stop()
 
 
 # ------------------------------------------------------------------ the (simulated) flaky data source
