@@ -58,8 +58,10 @@ def store(tmp_path_factory):
         os.environ.clear()
         os.environ.update(saved_env)
         mlflow.set_tracking_uri(saved_uri)
-        if "mlops_course.orchestration" in sys.modules:  # Prefect re-reads the restored environment
-            sys.modules["mlops_course.orchestration"]._refresh_prefect_settings()
+        if "prefect" in sys.modules:  # Prefect re-reads the restored environment
+            from mlops_course.orchestration import _refresh_prefect_settings
+
+            _refresh_prefect_settings()
 
 
 # ================================================================ 1. no plain pickle in the serving path
