@@ -8,8 +8,8 @@ import re
 import nbformat
 import pytest
 
-from conftest import LESSON_FILES, NOTEBOOKS
-from mlops_course import lessons, runner
+from conftest import LESSON_FILES
+from mlops_course import lessons
 
 IGNORE_TAGS = {"nbval-ignore-output", "nbval-skip", "raises-exception"}
 ABSOLUTE_PATH = re.compile(r"(/work/|/root/|/home/|/tmp/|/private/var/|[A-Z]:\\\\Users)")
@@ -92,13 +92,3 @@ def test_exercises_have_solution_and_check(nb):
         assert after.cell_type == "code" and "check(" in after.source, f"{path.name}: no check after cell {i}"
         outputs = "".join(o.get("text", "") for o in after.outputs)
         assert "[correct]" in outputs, f"{path.name}: the check after cell {i} did not pass: {outputs!r}"
-
-
-@pytest.mark.parametrize("path", LESSON_FILES, ids=ids)
-def test_papermill_executes(path, tmp_path):
-    info = lessons.find(path.name)
-    result = runner.execute(info, tmp_path, progress=False)
-    assert result.status == "ok", f"{path.name} failed: {result.error}"
-    executed = nbformat.read(result.output, as_version=4)
-    assert all(c.execution_count for c in executed.cells if c.cell_type == "code")
-    assert NOTEBOOKS.joinpath(path.name).exists()

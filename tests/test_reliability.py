@@ -1,0 +1,82 @@
+"""Reliability suite (issue 12): every lesson runs offline, leaves nothing behind, and repeats exactly.
+
+Each lesson is executed once with papermill (``mlops_course.runner.execute``, as ``mlops-course run`` does)
+by ``tests/reliability/run_lesson.py``, inside a fresh network namespace with only loopback up (root and
+``unshare`` needed; CI runs as root). From that one run this module checks:
+
+1. offline: no Python process of the run (kernel, servers, dvc, Prefect, ...) tried a non-loopback
+   connect, bind, sendto or name lookup (``tests/reliability/sitecustomize.py`` logs them), and every Python
+   process seen while it ran carried that audit hook;
+2. repeatable: the executed notebook passes nbval's own output comparison against the stored lesson (with
+   ``tests/sanitize.cfg``); the nbval run of ``make test`` is then the second run in the same checkout;
+3. clean: afterwards no child process is left (the runner is a child subreaper) and nothing listens in
+   the namespace; while it ran, every listening socket (sampled every 0.2 s) was on 127.0.0.1;
+4. contained: nothing was written in the run's fresh HOME but what Jupyter, IPython and matplotlib keep
+   there (``lesson_harness.HOME_ALLOWED``), and nothing in the repository outside ``workspaces/``,
+   ``build/`` and ``__pycache__``. The repository is seen through an overlay whose upper layer holds
+   exactly what this run wrote (created, modified, touched or deleted), so files the other xdist worker
+   writes at the same time are never attributed to this lesson, and this run never changes the checkout.
+
+Failure injection and the killed-kernel check live in ``tests/reliability/test_reliability_failures.py``.
+"""
+
+import nbformat
+import pytest
+
+from conftest import LESSON_FILES
+from reliability import lesson_harness as harness
+from reliability.lesson_harness import font_cache  # noqa: F401 - a fixture
+
+
+@pytest.mark.parametrize("path", LESSON_FILES, ids=[p.stem for p in LESSON_FILES])
+def test_lesson_runs_offline_cleanly_and_repeatably(path, tmp_path, font_cache, request):
+    run = harness.run_notebook(path, tmp_path, font_cache)
+    assert run.status == "ok", f"{path.stem} failed offline in {run.result.get('error')}"
+    executed = nbformat.read(run.result["output"], as_version=4)
+    assert all(c.execution_count for c in executed.cells if c.cell_type == "code"), f"{path.stem}: unrun cells"
+    assert run.audited, f"{path.stem}: no process loaded the network audit hook (PYTHONPATH not passed on?)"
+    problems = run.problems() + harness.nbval_mismatches(run.result["output"], path, request.session)
+    assert not problems, f"{path.stem}:\n  " + "\n  ".join(problems)
+
+
+def stored(source, text):
+    cell = nbformat.v4.new_code_cell(source)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)] if text else []
+    return cell
+
+
+def test_the_checks_catch_a_misbehaving_notebook(tmp_path, font_cache, request):
+    # Every rule broken once, by a notebook run exactly like a lesson; each must be reported.
+    stray = harness.REPO / "notebooks" / f"stray-{tmp_path.name}.txt"
+    cells = [
+        stored("import os, pathlib, socket, subprocess, sys, time", ""),
+        stored("try:\n    socket.create_connection(('10.1.2.3', 80), timeout=2)\nexcept OSError:\n    print('offline')",
+               "offline\n"),
+        stored("_ = subprocess.run(['getent', 'hosts', 'example.org'], capture_output=True)", ""),  # native code: only counters see it
+        stored("srv = socket.socket()\nsrv.bind(('0.0.0.0', 0))\nsrv.listen()\ntime.sleep(1)", ""),
+        stored("orphan = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+               "_ = subprocess.run([sys.executable, '-I', '-c', 'import time; time.sleep(1)'])", ""),
+        stored("_ = (pathlib.Path.home() / 'stray.txt').write_text('x')\n"
+               f"_ = pathlib.Path({stray.name!r}).write_text('x')  # the working directory is notebooks/", ""),
+        stored("print(f'on 127.0.0.1:{srv.getsockname()[1]}')", "on 127.0.0.1:1\n"),  # sanitized: accepted
+        stored("print(3 + 4)", "8\n"),  # a real difference
+    ]
+    for number, cell in enumerate(cells, 1):
+        cell.execution_count = number
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                         "language": "python"}})
+    bad = tmp_path / "bad.ipynb"
+    nbformat.write(nb, bad)
+    run = harness.run_notebook(bad, tmp_path / "run", font_cache)
+    assert run.status == "ok", run.result["error"]
+    found = run.problems()
+    expected = ["network: socket.connect ['10.1.2.3', 80]", "network: packets with no route",
+                "not audited: Python process", "listening beyond 127.0.0.1 while running: 0.0.0.0:",
+                "process left behind: pid", "written in HOME: stray.txt (new)",
+                f"written in the repository: notebooks/{stray.name}"]
+    missing = [e for e in expected if not any(line.startswith(e) for line in found)]
+    assert not missing, f"not reported: {missing}; reported: {found}"
+    assert any("sleep 300" in line for line in found if line.startswith("process left behind"))
+    assert not stray.exists(), "the run wrote into the real checkout: the overlay did not hold it"
+    mismatches = harness.nbval_mismatches(run.result["output"], bad, request.session)
+    assert len(mismatches) == 1 and mismatches[0].startswith("cell [8]"), mismatches
