@@ -49,12 +49,12 @@ def run(name: str) -> tuple[int, float, list[str]]:
 
 
 def section(name: str, code: int, seconds: float, output: list[str], started: float) -> list[str]:
-    """A benchmark's part of the summary: how it ran, then its own report (headings one level down)."""
+    """A benchmark's part of the summary: how it ran, then its own report (headings two levels down)."""
     shown = " ".join(BENCHMARKS[name])
     lines = [f"## {name}", "", f"Command: `{shown}`; exit code {code}; {seconds:.0f} s wall.", ""]
     report = paths.build_dir() / "bench" / f"{name}.md"
     if report.is_file() and report.stat().st_mtime >= started:
-        lines += [f"#{line}" if line.startswith("#") else line for line in report.read_text().splitlines()]
+        lines += [f"##{line}" if line.startswith("#") else line for line in report.read_text().splitlines()]
     else:
         lines += ["No report was written in this run; the end of its output:", "", "```",
                   *output[-40:], "```"]
