@@ -17,6 +17,11 @@ by ``tests/reliability/run_lesson.py``, inside a fresh network namespace with on
    exactly what this run wrote (created, modified, touched or deleted), so files the other xdist worker
    writes at the same time are never attributed to this lesson, and this run never changes the checkout.
 
+The run's environment is a learner's, not CI's: without make's telemetry switches and without the
+CI/pytest markers with which MLflow silences its own telemetry (``lesson_harness.SWITCHES_TELEMETRY``), so
+the lesson's own set-up has to turn every tool's telemetry off. Besides the Python audit, the namespace's
+kernel counters of packets with no route catch native code (a C library resolving a telemetry host).
+
 Failure injection and the killed-kernel check live in ``tests/reliability/test_reliability_failures.py``.
 """
 

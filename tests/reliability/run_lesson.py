@@ -166,6 +166,7 @@ class Sampler(threading.Thread):
         self.ports_seen: set[int] = set()
         self.outside: dict[tuple[str, int], str] = {}
         self.python: dict[int, str] = {}
+        self.python_seen: dict[int, int] = {}
 
     def run(self) -> None:
         while not self.halt.is_set():
@@ -175,8 +176,9 @@ class Sampler(threading.Thread):
                 if sock["address"] != "127.0.0.1" and key not in self.outside:
                     self.outside[key] = socket_owner(sock["inode"])
             for pid in descendants(os.getpid()):
-                if pid not in self.python and is_python(pid):
-                    self.python[pid] = cmdline(pid)
+                if is_python(pid):
+                    self.python[pid] = cmdline(pid)  # the latest: a fork shows its parent's until it execs
+                    self.python_seen[pid] = self.python_seen.get(pid, 0) + 1
             self.samples += 1
             self.halt.wait(0.2)
 
@@ -185,7 +187,10 @@ class Sampler(threading.Thread):
         self.join()
         return {"samples": self.samples, "ports_seen": len(self.ports_seen),
                 "not_loopback": [f"{a}:{p} ({who})" for (a, p), who in sorted(self.outside.items())],
-                "python_processes": {str(pid): cmd for pid, cmd in sorted(self.python.items())}}
+                # Seen in two samples at least: a process caught between fork and exec (still "python",
+                # about to become git or sh) is not a Python process of the run.
+                "python_processes": {str(pid): cmd for pid, cmd in sorted(self.python.items())
+                                     if self.python_seen[pid] >= 2}}
 
 
 def no_route_counters() -> dict[str, int]:

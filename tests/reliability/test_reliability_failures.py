@@ -23,13 +23,13 @@ from reliability.lesson_harness import font_cache  # noqa: F401 - a fixture
 # Per lesson: text of the cell that starts its (first) servers, and what the started servers' command lines
 # contain (read from the audit's process log, so the failure is known to come after they started).
 SERVER_CELLS = {
-    "01": ("stages.StageServer(", ["serve_stages"]),
-    "02": ("with tracking_server(", ["mlflow server"]),
-    "04": ("deploy.start_together(", ["mlops_course.serving", "models serve"]),
-    "05": ("with start_service(", ["mlops_course.serving"]),
-    "07": ("orchestration.PrefectServer(", ["prefect server start"]),
+    "01": ("StageServer(", ["serve_stages"]),
+    "02": ("tracking_server(", ["mlflow server"]),  # started from a thread in the setup cell
+    "04": ("start_together(", ["mlops_course.serving", "models serve"]),
+    "05": ("start_service(", ["mlops_course.serving"]),
+    "07": ("PrefectServer(", ["prefect server start"]),
     # Prefect starts in the setup cell; failing after the service starts leaves both of them running.
-    "08": ("service = start_service(", ["prefect server start", "mlops_course.serving"]),
+    "08": ("start_service(", ["prefect server start", "mlops_course.serving"]),
 }
 INJECTED = 'raise RuntimeError("injected")'
 
