@@ -118,6 +118,23 @@ def _patched_environ(extra: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def unwrap_colorama() -> None:
+    """Give ``sys.stdout`` and ``sys.stderr`` back their streams if colorama wrapped them.
+
+    ``import dvc`` calls ``colorama.init()``, which wraps both streams (when they are not terminals) in a
+    writer that flushes after every ``write``. In a Jupyter kernel each flush becomes an output of its own, so
+    ``print("a", x)`` is stored as four outputs and rendered on several lines by nbconvert. DVC's output is
+    uncoloured here anyway (``NO_COLOR``), so the wrapper has nothing to do.
+    """
+    wrapper = getattr(sys.modules.get("colorama.ansitowin32"), "StreamWrapper", None)
+    if wrapper is None:
+        return
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if isinstance(stream, wrapper):
+            setattr(sys, name, getattr(stream, "_StreamWrapper__wrapped", stream))
+
+
 def _dvc_in_process(args: list[str], cwd: Path, env: Mapping[str, str]) -> tuple[int, str]:
     """Run ``dvc <args>`` through ``dvc.cli.main``, capturing DVC's output and that of the stage commands
     it starts (they write to file descriptors 1 and 2) in one temporary file, in order."""
@@ -126,6 +143,8 @@ def _dvc_in_process(args: list[str], cwd: Path, env: Mapping[str, str]) -> tuple
     from dvc.cli import main as dvc_main
     from dvc.ui import ui
     from rich.console import Console
+
+    unwrap_colorama()  # importing dvc wrapped the streams; see the function
 
     handlers = {h for name in DVC_LOGGERS for h in logging.getLogger(name).handlers
                 if isinstance(h, logging.StreamHandler)}
