@@ -194,7 +194,9 @@ def at_scale_diagram():
     boxes = ["object storage\n(S3/GCS)\nDVC remote", "Prefect workers\n(Kubernetes jobs)\nretrain flow",
              "MLflow server\n+ PostgreSQL\n+ artifact store", "Kubernetes\nDeployment\n(FastAPI pods)",
              "Prometheus\n+ Grafana\n+ Alertmanager", "CI/CD\n(GitHub Actions)\ntests + gate"]
-    positions = [(0, 1), (1.8, 1), (3.6, 1), (3.6, -0.6), (1.8, -0.6), (0, -0.6)]
-    edges = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 1), (5, 1), (5, 3)]
+    # The loop retrain -> registry -> service -> monitoring -> retrain is the square in the middle; data feeds
+    # it from the left, CI/CD registers gated models and deploys the service from the right. No arrow crosses a box.
+    positions = [(0, 0.2), (1.9, 1), (3.8, 1), (3.8, -0.6), (1.9, -0.6), (5.7, 0.2)]
+    edges = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 1), (5, 2), (5, 3)]
     return flow_diagram(boxes, edges=edges, positions=positions, title="The same loop at scale",
-                        figsize=(8.0, 4.2))
+                        figsize=(9.0, 3.6), fit_arrows=True)

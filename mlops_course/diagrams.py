@@ -42,21 +42,28 @@ def lifecycle_diagram(stages: Sequence[tuple[str, str]] = LIFECYCLE, title: str 
 
 def flow_diagram(boxes: Sequence[str], edges: Sequence[tuple[int, int]] | None = None,
                  positions: Sequence[tuple[float, float]] | None = None, title: str = "",
-                 figsize: tuple[float, float] = (8.0, 3.0)):
-    """Labelled boxes joined by arrows (default: a left-to-right chain)."""
+                 figsize: tuple[float, float] = (8.0, 3.0), *, fit_arrows: bool = False):
+    """Labelled boxes joined by arrows (default: a left-to-right chain).
+
+    Arrows stop 28 points short of each box's centre, which suits a chain of short labels. With
+    ``fit_arrows=True`` they end at the outline of each box instead: use it for wide boxes or slanted arrows.
+    """
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=figsize)
     n = len(boxes)
     positions = list(positions) if positions is not None else [(i * 1.6, 0.0) for i in range(n)]
     edges = list(edges) if edges is not None else [(i, i + 1) for i in range(n - 1)]
-    for i, (label, (x, y)) in enumerate(zip(boxes, positions)):
-        ax.text(x, y, label, ha="center", va="center", fontsize=9, zorder=3,
-                bbox={"boxstyle": "round,pad=0.45", "fc": COLOURS[i % len(COLOURS)], "ec": "none", "alpha": 0.25})
+    texts = [ax.text(x, y, label, ha="center", va="center", fontsize=9, zorder=3,
+                     bbox={"boxstyle": "round,pad=0.45", "fc": COLOURS[i % len(COLOURS)], "ec": "none",
+                           "alpha": 0.25})
+             for i, (label, (x, y)) in enumerate(zip(boxes, positions))]
     for a, b in edges:
         (xa, ya), (xb, yb) = positions[a], positions[b]
-        ax.annotate("", xy=(xb, yb), xytext=(xa, ya),
-                    arrowprops={"arrowstyle": "-|>", "lw": 1.4, "color": "#444", "shrinkA": 28, "shrinkB": 28})
+        arrow = {"arrowstyle": "-|>", "lw": 1.4, "color": "#444", "shrinkA": 28, "shrinkB": 28}
+        if fit_arrows:  # clip the arrow at both boxes' outlines, then leave a small gap
+            arrow.update(patchA=texts[a].get_bbox_patch(), patchB=texts[b].get_bbox_patch(), shrinkA=3, shrinkB=3)
+        ax.annotate("", xy=(xb, yb), xytext=(xa, ya), arrowprops=arrow)
     xs, ys = [p[0] for p in positions], [p[1] for p in positions]
     ax.set_xlim(min(xs) - 0.9, max(xs) + 0.9)
     ax.set_ylim(min(ys) - 0.7, max(ys) + 0.7)
