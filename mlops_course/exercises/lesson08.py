@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 from mlops_course.exercises import correct, exercise, wrong
 
 
@@ -33,7 +35,7 @@ def count_retrainings(bikes, initial_months, holdout_month, *, drift_threshold, 
 
 @exercise("08.1", "predict the number of retrainings")
 def retrainings(answer, *, bikes, initial_months, holdout_month, drift_threshold, n_estimators=40):
-    if isinstance(answer, bool) or not isinstance(answer, int):
+    if isinstance(answer, bool) or not isinstance(answer, numbers.Integral):  # numpy's integers count too
         return wrong(f"expected a whole number of retrainings, got {answer!r}.", "count them: 0, 1, 2, ...")
     expected = count_retrainings(bikes, initial_months, holdout_month, drift_threshold=drift_threshold,
                                  error_threshold=60.0, n_estimators=n_estimators)
