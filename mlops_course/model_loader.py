@@ -81,6 +81,25 @@ def _onnx_predictor(session) -> Callable[[np.ndarray], np.ndarray]:
     return predict
 
 
+def check_signature(name: str, version: str) -> None:
+    """Refuse a version whose signature inputs are not the columns the service's request schema is built from.
+
+    The ``/predict`` schema lists ``pipeline.FEATURES`` with their units and ranges; a model logged with other
+    inputs would get rows it cannot use, so it is never served.
+    """
+    import mlflow
+
+    signature = mlflow.models.get_model_info(f"models:/{name}/{version}").signature
+    if signature is None:
+        raise ModelLoadError(f"version {version} of {name!r} was logged without a signature; log it with one "
+                             f"(registry.log_bike_model does) so the service can check its inputs")
+    inputs = signature.inputs.input_names()
+    if list(inputs) != list(pipeline.FEATURES):
+        raise ModelLoadError(f"version {version} of {name!r} expects inputs {list(inputs)}, but this service's "
+                             f"request schema has {list(pipeline.FEATURES)}; serve it with a service built for "
+                             f"those columns, or register a model trained on pipeline.FEATURES")
+
+
 def load_served_model(name: str = registry.MODEL_NAME, alias: str = "champion", *,
                       tracking_uri: str | None = None, backend: str = "auto",
                       attempts: int = 3) -> ServedModel:
@@ -88,7 +107,8 @@ def load_served_model(name: str = registry.MODEL_NAME, alias: str = "champion", 
     scikit-learn otherwise), ``"onnx"`` or ``"sklearn"``.
 
     The alias is resolved before and after loading; if it moved in between, the load is repeated, so the
-    returned version number always matches the loaded model.
+    returned version number always matches the loaded model. A version whose signature does not match the
+    request schema is refused (:func:`check_signature`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
@@ -98,6 +118,7 @@ def load_served_model(name: str = registry.MODEL_NAME, alias: str = "champion", 
                 before = registry.version_by_alias(alias, name)
             except registry.AliasError as exc:
                 raise ModelLoadError(str(exc)) from None
+            check_signature(name, str(before.version))
             has_onnx = bool(before.tags.get(registry.ONNX_TAG))
             if backend == "onnx" and not has_onnx:
                 raise ModelLoadError(f"version {before.version} of {name!r} has no ONNX copy (tag "

@@ -128,8 +128,8 @@ class ServiceMetrics:
         self.registry = CollectorRegistry()
         self.requests = Counter("bike_requests_total", "HTTP requests by route, method and status code",
                                 ["route", "method", "status"], registry=self.registry)
-        self.latency = Histogram("bike_request_latency_seconds", "Time to answer a request, by route",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.latency = Histogram("bike_request_latency_seconds", "Time to answer a request, by route and status",
+                                 ["route", "status"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.prediction = Histogram("bike_prediction_value", "Predicted bikes per hour",
                                     buckets=PREDICTION_BUCKETS, registry=self.registry)
         self.model_info = Gauge("bike_model_info", "The model version being served (value 1)",
@@ -168,7 +168,7 @@ class MetricsMiddleware:
         finally:
             route = scope["path"] if scope["path"] in ROUTES else "other"  # bounded label values
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - start)
+            self.metrics.latency.labels(route, str(status)).observe(time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------- error bodies

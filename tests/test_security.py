@@ -20,6 +20,7 @@ import httpx
 import mlflow
 import psutil
 import pytest
+from mlflow.models import infer_signature
 
 from mlops_course import data, lessons, pipeline, process, registry, serving
 
@@ -46,8 +47,10 @@ def store(tmp_path_factory):
         model = pipeline.train(train, n_estimators=5, max_depth=4)
         with mlflow.start_run():
             registry.register(registry.log_bike_model(model, pipeline.make_features(train)), alias="champion")
+            features = pipeline.make_features(train)
             unsafe = mlflow.sklearn.log_model(model, name="pickled", serialization_format="cloudpickle",
-                                              pip_requirements=["scikit-learn"])
+                                              pip_requirements=["scikit-learn"],
+                                              signature=infer_signature(features, model.predict(features)))
         version = mlflow.register_model(unsafe.model_uri, "pickled-bike").version
         mlflow.MlflowClient().set_registered_model_alias("pickled-bike", "champion", version)
         yield lesson

@@ -179,7 +179,9 @@ def test_metrics_count_requests_latency_predictions_and_version(store):
     samples = metric_samples(text)
     assert requests_count(text, "/predict", 200) == 3 and requests_count(text, "/predict", 422) == 1
     assert requests_count(text, "/health", 200) == 1 and requests_count(text, "other", 404) == 1
-    assert samples[("bike_request_latency_seconds_count", (("route", "/predict"),))] == 4
+    assert samples[("bike_request_latency_seconds_count", (("route", "/predict"), ("status", "200")))] == 3
+    assert samples[("bike_request_latency_seconds_count", (("route", "/predict"), ("status", "422")))] == 1
+    assert samples[("bike_request_latency_seconds_count", (("route", "other"), ("status", "404")))] == 1
     assert samples[("bike_prediction_value_count", ())] == 6  # 3 requests x 2 rows; rejected rows not counted
     assert samples[("bike_model_info", (("alias", "champion"), ("backend", "onnx"), ("name", "bike-demand"),
                                         ("version", "1")))] == 1
@@ -252,6 +254,24 @@ def test_missing_alias_and_bad_backend_are_clear(store):
         serving.create_app(alias="prod", tracking_uri=store.tracking_uri)
     with pytest.raises(ValueError, match="unknown backend 'tf'"):
         serving.create_app(tracking_uri=store.tracking_uri, backend="tf")
+
+
+def test_a_model_whose_signature_is_not_the_schema_is_refused(store, bikes):
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+
+    X = pipeline.make_features(data.select_months(bikes, ["Jan"]))[["temp", "hr"]]
+    other = LinearRegression().fit(X, np.arange(len(X), dtype=float))
+    with mlflow.start_run():
+        logged = mlflow.sklearn.log_model(other, name="two-columns", signature=infer_signature(X),
+                                          serialization_format="skops", skops_trusted_types=[])
+    version = mlflow.register_model(logged.model_uri, "two-columns").version
+    mlflow.MlflowClient().set_registered_model_alias("two-columns", "champion", version)
+    with pytest.raises(ModelLoadError, match=rf"version {version} of 'two-columns' expects inputs \['temp', 'hr'\]"):
+        serving.create_app("two-columns", tracking_uri=store.tracking_uri)
+    app = serving.create_app(tracking_uri=store.tracking_uri)  # the champion of bike-demand matches: served
+    with TestClient(app) as c:
+        assert c.get("/health").status_code == 200
 
 
 def test_reload_follows_the_alias(store, bikes):
