@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from mlops_course import registry
+from mlops_course import packaging, registry
 from mlops_course.process import BackgroundServer
 
 SERVICE_PORT = 8000
@@ -36,25 +36,12 @@ def service_dockerfile(*, python: str | None = None, port: int = SERVICE_PORT) -
     The model is not baked in: at start-up the service loads ``models:/bike-demand@champion`` from the
     tracking server named by ``MLFLOW_TRACKING_URI``, so one image serves every version.
     """
-    python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
-    if not python.replace(".", "").isdigit():
-        raise ValueError(f"python must be a version like '3.11'; got {python!r}")
-    if not 1 <= int(port) <= 65535:
-        raise ValueError(f"port must be in 1..65535; got {port}")
+    base = packaging.dockerfile_base(python=python, port=port, requirements="requirements.lock")
     return f"""\
 # The bike-demand prediction service: GET /health, POST /predict, POST /reload, GET /metrics.
 #   docker build -t bike-demand-service:1 .
 #   docker run --rm -p 127.0.0.1:{port}:{port} -e MLFLOW_TRACKING_URI=http://mlflow:5000 bike-demand-service:1
-FROM python:{python}-slim
-
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \\
-    MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
-WORKDIR /srv
-
-# Dependencies first: this layer is rebuilt only when requirements.lock changes.
-COPY requirements.lock .
-RUN pip install --no-cache-dir -r requirements.lock
-COPY mlops_course/ /srv/mlops_course/
+{base}COPY mlops_course/ /srv/mlops_course/
 
 RUN useradd --create-home --uid 10001 app && mkdir /srv/logs && chown app /srv/logs
 USER app

@@ -178,13 +178,11 @@ def unpinned(requirements: Sequence[str]) -> list[str]:
 SERVE_PORT = 8080
 
 
-def dockerfile(*, python: str | None = None, port: int = SERVE_PORT, model_dir: str = "model",
-               title: str = "the model") -> str:
-    """A Dockerfile that serves an MLflow model directory with ``mlflow models serve`` (no conda, no nginx).
+def dockerfile_base(*, python: str | None, port: int, requirements: str) -> str:
+    """The lines every course image starts with: a slim Python base, telemetry off, pinned dependencies first.
 
-    The image installs the pinned ``requirements.txt`` first (a cached layer while only the model changes),
-    copies the model, runs as an unprivileged user and answers ``GET /ping`` and ``POST /invocations``.
-    ``python`` defaults to this interpreter's ``major.minor``.
+    ``python`` defaults to this interpreter's ``major.minor``; ``requirements`` is the file installed in the
+    first layer, so the layer is rebuilt only when that file changes.
     """
     import sys
 
@@ -194,19 +192,32 @@ def dockerfile(*, python: str | None = None, port: int = SERVE_PORT, model_dir: 
     if not 1 <= int(port) <= 65535:
         raise ValueError(f"port must be in 1..65535; got {port}")
     return f"""\
-# Serves {title} with MLflow's scoring server: GET /ping, POST /invocations.
-#   docker build -t bike-demand .
-#   docker run --rm -p 127.0.0.1:{port}:{port} bike-demand
 FROM python:{python}-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \\
     MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
 WORKDIR /srv
 
-# Dependencies first: this layer is rebuilt only when requirements.txt changes.
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+# Dependencies first: this layer is rebuilt only when {requirements} changes.
+COPY {requirements} .
+RUN pip install --no-cache-dir -r {requirements}
+"""
 
+
+def dockerfile(*, python: str | None = None, port: int = SERVE_PORT, model_dir: str = "model",
+               title: str = "the model") -> str:
+    """A Dockerfile that serves an MLflow model directory with ``mlflow models serve`` (no conda, no nginx).
+
+    The image installs the pinned ``requirements.txt`` first (a cached layer while only the model changes),
+    copies the model, runs as an unprivileged user and answers ``GET /ping`` and ``POST /invocations``.
+    ``python`` defaults to this interpreter's ``major.minor``.
+    """
+    base = dockerfile_base(python=python, port=port, requirements="requirements.txt")
+    return f"""\
+# Serves {title} with MLflow's scoring server: GET /ping, POST /invocations.
+#   docker build -t bike-demand .
+#   docker run --rm -p 127.0.0.1:{port}:{port} bike-demand
+{base}
 COPY {model_dir}/ /srv/{model_dir}/
 RUN useradd --create-home --uid 10001 app
 USER app
