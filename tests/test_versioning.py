@@ -171,3 +171,18 @@ def test_dvc_from_another_thread_runs_the_dvc_program(repo, monkeypatch):
     worker.start()
     worker.join()
     assert results and results[0].output == expected
+
+
+def test_unwrap_colorama_gives_the_streams_back(monkeypatch):
+    import io
+
+    from colorama.ansitowin32 import AnsiToWin32
+
+    plain_out, plain_err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", AnsiToWin32(plain_out).stream)  # what colorama.init() installs
+    monkeypatch.setattr(sys, "stderr", AnsiToWin32(plain_err).stream)
+    assert sys.stdout is not plain_out
+    versioning.unwrap_colorama()
+    assert sys.stdout is plain_out and sys.stderr is plain_err
+    versioning.unwrap_colorama()  # nothing wrapped: nothing changes
+    assert sys.stdout is plain_out
