@@ -12,7 +12,7 @@ overlay), this script:
 - after each run lists its leftover descendants and listening sockets, then kills the leftovers;
 - lists what the run wrote into the repository (the overlay's upper layer, ``--upper``).
 
-Usage: run_lesson.py NOTEBOOK OUT_DIR RESULT_JSON [--upper DIR --repo DIR] [--interrupt-after TEXT]
+Usage: run_lesson.py NOTEBOOK OUT_DIR RESULT_JSON [--upper DIR] [--interrupt-after TEXT]
 """
 
 from __future__ import annotations
