@@ -59,3 +59,16 @@ def test_normalise_number(value, expected):
 def test_normalise_number_rejects_names():
     with pytest.raises(ValueError, match="number"):
         workspace.normalise_number("intro")
+
+
+def test_importing_the_package_switches_telemetry_off_before_any_tool_loads():
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in workspace.TELEMETRY_OFF}
+    code = ("import os, sys, mlops_course; from mlops_course.workspace import TELEMETRY_OFF; "
+            "assert all(os.environ[k] == v for k, v in TELEMETRY_OFF.items()); "
+            "assert not {'mlflow', 'onnxruntime', 'prefect'} & set(sys.modules); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr
+    assert workspace.TELEMETRY_OFF["ORT_DISABLE_TELEMETRY"] == "1"
