@@ -48,7 +48,7 @@ def to_onnx(model, feature_names: Sequence[str] = pipeline.FEATURES):
     try:
         return convert_sklearn(model, initial_types=[(ONNX_INPUT, FloatTensorType([None, len(feature_names)]))],
                                name="bike-demand")
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - skl2onnx raises many types; all mean the same to the learner
         raise ValueError(f"{type(model).__name__} cannot be converted to ONNX here "
                          f"({type(exc).__name__}); use random_forest or ridge") from None
 

@@ -29,10 +29,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Self
 
 HOST = "127.0.0.1"
 GUARD_GRACE = 5.0  # seconds a guarded server gets to exit on SIGTERM after its parent died
-_RUNNING: set["BackgroundServer"] = set()
+_RUNNING: set[BackgroundServer] = set()
 _cleanup_installed = False
 
 
@@ -163,7 +164,7 @@ class BackgroundServer:
             return ""
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
 
-    def start(self) -> "BackgroundServer":
+    def start(self) -> BackgroundServer:
         """Start the server and wait for its health URL to answer 200; raise ``ServerError`` otherwise."""
         if self.running:
             return self
@@ -173,7 +174,7 @@ class BackgroundServer:
         if shutil.which(self.command[0], path=self.env.get("PATH")) is None:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), self.command[0])
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self._log_handle = open(self.log_file, "ab")
+        self._log_handle = open(self.log_file, "ab")  # noqa: SIM115 - open while the server runs; stop() closes it
         self.process = subprocess.Popen(guarded(self.command), stdout=self._log_handle, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
                                         start_new_session=True)
@@ -224,7 +225,7 @@ class BackgroundServer:
             self._log_handle = None
         _RUNNING.discard(self)
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc) -> None:

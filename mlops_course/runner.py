@@ -82,7 +82,7 @@ def execute(lesson: LessonInfo, out_dir: Path, params: Mapping[str, Any] | None 
         pm.execute_notebook(str(lesson.path), str(output), parameters=dict(params or {}), kernel_name=KERNEL,
                             cwd=str(paths.notebooks_dir()), progress_bar=progress, log_output=False,
                             request_save_on_cell_execute=False)
-    except Exception as exc:  # papermill raises PapermillExecutionError; kernels can die in other ways
+    except Exception as exc:  # noqa: BLE001 - papermill raises PapermillExecutionError; kernels can die in other ways
         return LessonResult(lesson, "failed", time.perf_counter() - start, output, _describe_failure(exc))
     return LessonResult(lesson, "ok", time.perf_counter() - start, output)
 

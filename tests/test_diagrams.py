@@ -2,7 +2,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from mlops_course import diagrams  # noqa: E402
+from mlops_course import diagrams
 
 
 def test_lifecycle_has_every_stage():

@@ -4,7 +4,6 @@ import re
 import tomllib
 
 import yaml
-
 from conftest import REPO
 
 LOCK_LINE = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)")

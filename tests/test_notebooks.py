@@ -7,8 +7,8 @@ import re
 
 import nbformat
 import pytest
-
 from conftest import LESSON_FILES
+
 from mlops_course import lessons
 
 IGNORE_TAGS = {"nbval-ignore-output", "nbval-skip", "raises-exception"}
@@ -32,7 +32,7 @@ def nb(request):
 
 
 def test_valid_nbformat_and_kernel(nb):
-    path, book = nb
+    _, book = nb
     nbformat.validate(book)
     assert book.metadata["kernelspec"]["name"] == "python3"
 

@@ -143,9 +143,9 @@ def test_a_server_outlives_the_thread_that_started_it(tmp_path):
 
 
 def test_guard_passes_the_exit_status_through(tmp_path):
-    assert subprocess.run(process.guarded(["sh", "-c", "exit 7"])).returncode == 7
-    assert subprocess.run(process.guarded(["sh", "-c", "kill -TERM $$"])).returncode == -signal.SIGTERM
-    assert subprocess.run(process.guarded(["no-such-command-here"]), stderr=subprocess.DEVNULL).returncode == 127
+    assert subprocess.run(process.guarded(["sh", "-c", "exit 7"]), check=False).returncode == 7
+    assert subprocess.run(process.guarded(["sh", "-c", "kill -TERM $$"]), check=False).returncode == -signal.SIGTERM
+    assert subprocess.run(process.guarded(["no-such-command-here"]), stderr=subprocess.DEVNULL, check=False).returncode == 127
 
 
 def test_missing_command_is_reported_before_starting(tmp_path):

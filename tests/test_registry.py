@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pytest
@@ -105,7 +107,7 @@ def test_logged_requirements_are_pinned_and_logging_is_quiet(store, months, capl
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     for uri in (logged.model_uri, logged.onnx_model_uri):
         local = mlflow.artifacts.download_artifacts(uri)
-        requirements = open(f"{local}/requirements.txt").read().splitlines()
+        requirements = Path(local, "requirements.txt").read_text().splitlines()
         assert requirements and registry.packaging.unpinned(requirements) == []
 
 
@@ -116,7 +118,7 @@ def test_log_model_card(store, months, tmp_path):
     uri = registry.log_model_card(card, version)
     assert uri.endswith("/model_card/MODEL_CARD.md")
     assert registry.version_by_alias("champion").tags[registry.MODEL_CARD_TAG] == uri
-    assert open(mlflow.artifacts.download_artifacts(uri)).read() == card.read_text()
+    assert Path(mlflow.artifacts.download_artifacts(uri)).read_text() == card.read_text()
 
 
 def test_log_model_card_bad_input(store, months, tmp_path):

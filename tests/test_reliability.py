@@ -27,7 +27,6 @@ Failure injection and the killed-kernel check live in ``tests/reliability/test_r
 
 import nbformat
 import pytest
-
 from conftest import LESSON_FILES
 from reliability import lesson_harness as harness
 from reliability.lesson_harness import font_cache  # noqa: F401 - a fixture

@@ -71,7 +71,7 @@ def evaluate(exercise_id: str, answer=None, *args, **kwargs) -> Feedback:
                      "fill in the cell above, run it, then run this check again.")
     try:
         return func(answer, *args, **kwargs)
-    except Exception as exc:  # the learner's answer may be anything: never let a check crash the lesson
+    except Exception as exc:  # noqa: BLE001 - the learner's answer may be anything: never let a check crash the lesson
         return wrong(f"the check could not use your answer ({type(exc).__name__}: {exc}).",
                      "look at the type and shape the exercise asks for.")
 

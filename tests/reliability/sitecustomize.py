@@ -26,8 +26,7 @@ def _loopback(host) -> bool:
     host = str(host).strip().lower().strip("[]")
     if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
         return True
-    if host.startswith("::ffff:"):
-        host = host[len("::ffff:"):]
+    host = host.removeprefix("::ffff:")
     return host.startswith("127.") or host == "::1"
 
 

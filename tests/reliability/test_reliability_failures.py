@@ -15,7 +15,6 @@ It is a separate file so that ``pytest -n 2 --dist loadfile`` can run it next to
 
 import nbformat
 import pytest
-
 from conftest import NOTEBOOKS
 from reliability import lesson_harness as harness
 from reliability.lesson_harness import font_cache  # noqa: F401 - a fixture
