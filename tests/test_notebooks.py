@@ -1,6 +1,8 @@
-"""Every lesson: well-formed, executed in order with stored outputs, and runnable end to end with papermill.
+"""Every lesson: well-formed, executed in order with stored outputs, one parameters cell, exercises with checks.
 
-nbval (``pytest --nbval notebooks``, part of ``make test``) then compares each stored output with a fresh run.
+Running the lessons is tested elsewhere: ``tests/test_reliability.py`` executes each one with papermill (offline,
+checked for leftovers and stray writes, outputs compared with nbval's comparison), and nbval
+(``pytest --nbval notebooks``, part of ``make test``) compares each stored output with a fresh run.
 """
 
 import re
