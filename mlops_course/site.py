@@ -106,10 +106,12 @@ class _Converter:
 
     def __init__(self):
         from nbconvert import HTMLExporter
-        from nbconvert.preprocessors import ExtractOutputPreprocessor
+        from nbconvert.preprocessors import CoalesceStreamsPreprocessor, ExtractOutputPreprocessor
 
         self.exporter = HTMLExporter(template_name="basic", exclude_input_prompt=True,
                                      exclude_output_prompt=True)
+        # A print stored as several stream pieces (a kernel flushes when it likes) reads as one block.
+        self.exporter.register_preprocessor(CoalesceStreamsPreprocessor(), enabled=True)
         self.exporter.register_preprocessor(ExtractOutputPreprocessor(), enabled=True)
 
     def convert(self, nb, info: lessons.LessonInfo, out_dir: Path, available: set[str]) -> Page:

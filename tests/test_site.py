@@ -160,6 +160,16 @@ def test_links_to_missing_lessons_and_repository_files_become_text(tmp_path):
     assert report.images == 1 and (report.out_dir / "00-Introduction_to_MLOps_files").is_dir()
 
 
+def test_a_print_stored_in_pieces_renders_as_one_block(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    pieces = [new_output("stream", name="stdout", text=t) for t in ("served by", " v4", "\n")]
+    nbformat.write(made_up_lesson(pieces), source / "00-Introduction_to_MLOps.ipynb")
+    report = site.render_site(tmp_path / "site", "learner", source=source)
+    page = (report.out_dir / "00-Introduction_to_MLOps.html").read_text()
+    assert "served by v4" in page
+
+
 def test_an_output_that_loads_from_outside_is_refused(tmp_path):
     source = tmp_path / "src"
     source.mkdir()
