@@ -33,7 +33,7 @@ test: $(VENV)/done browser  ## unit tests, notebook hygiene, papermill runs and 
 site: $(VENV)/done  ## render the course as a static offline site in build/site (EDITION=instructor for that one)
 	$(BIN)/mlops-course render --edition $(EDITION) --out build/site
 
-bench: $(VENV)/done  ## course time + memory, serving, drift, fresh-clone setup -> build/bench.md (~20 min; BENCH="drift" for some)
+bench: $(VENV)/done  ## course time + memory, serving, drift, fresh-clone setup -> build/bench.md (~11 min on 2 idle cores; BENCH="drift" for some)
 	$(BIN)/python benchmarks/run_all.py $(BENCH)
 
 browser:  ## Debian's chromium for tests/test_browser.py (installed with apt-get when missing; needs root)
