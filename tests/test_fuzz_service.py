@@ -8,13 +8,12 @@ hundred requests in all), so a failure replays identically.
 """
 
 import json
-import os
 from collections import Counter
 
 import httpx
-import mlflow
 import pytest
 import schemathesis
+from conftest import module_lesson, small_champion
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -27,7 +26,7 @@ from schemathesis.checks import (
 )
 from schemathesis.core.failures import FailureGroup
 
-from mlops_course import data, pipeline, process, registry, serving
+from mlops_course import pipeline, serving
 
 EXAMPLES_PER_MODE = 80  # per operation and generation mode: ~250 schema cases in all
 FUZZ = settings(max_examples=EXAMPLES_PER_MODE, derandomize=True, database=None, deadline=None,
@@ -40,32 +39,13 @@ ROW = dict(serving.EXAMPLE_ROW)
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     """bike-demand v1 (champion, with an ONNX copy) served by uvicorn on a free loopback port."""
-    from mlflow.tracking import fluent
-
-    from mlops_course import setup_lesson
-
-    saved_env, saved_cwd, saved_uri = dict(os.environ), os.getcwd(), mlflow.get_tracking_uri()
-    os.environ["MLOPS_COURSE_WORKSPACE"] = str(tmp_path_factory.mktemp("fuzz-ws"))
-    svc = None
-    try:
-        lesson = setup_lesson("96", quiet=True)
-        mlflow.set_experiment("fuzz-tests")
-        train = data.select_months(data.load_bikeshare(), ["Jan"])
-        model = pipeline.train(train, n_estimators=5, max_depth=4)
-        with mlflow.start_run():
-            logged = registry.log_bike_model(model, pipeline.make_features(train))
-        registry.register(logged, alias="champion")
+    with module_lesson(tmp_path_factory, "96", "fuzz-tests") as lesson:
+        small_champion()
         svc = serving.start_service(tracking_uri=lesson.tracking_uri, log_file=lesson.path("service.log"))
-        yield svc
-    finally:
-        if svc is not None:
+        try:
+            yield svc
+        finally:
             svc.stop()
-        process.stop_all()
-        fluent._active_experiment_id = None
-        os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved_env)
-        mlflow.set_tracking_uri(saved_uri)
 
 
 @pytest.fixture(scope="module")

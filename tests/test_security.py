@@ -13,16 +13,16 @@ import os
 import re
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import mlflow
 import psutil
 import pytest
+from conftest import module_lesson, small_champion
 from mlflow.models import infer_signature
 
-from mlops_course import data, lessons, pipeline, process, registry, serving
+from mlops_course import lessons, pipeline, process, serving
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "mlops_course"
@@ -34,37 +34,16 @@ ROW = dict(serving.EXAMPLE_ROW)
 def store(tmp_path_factory):
     """A lesson workspace with bike-demand v1 as champion (skops + ONNX) and, as a control, a model saved with
     cloudpickle (``pickled-bike@champion``)."""
-    from mlflow.tracking import fluent
-
-    from mlops_course import setup_lesson
-
-    saved_env, saved_cwd, saved_uri = dict(os.environ), os.getcwd(), mlflow.get_tracking_uri()
-    os.environ["MLOPS_COURSE_WORKSPACE"] = str(tmp_path_factory.mktemp("security-ws"))
-    try:
-        lesson = setup_lesson("95", quiet=True)
-        mlflow.set_experiment("security-tests")
-        train = data.select_months(data.load_bikeshare(), ["Jan"])
-        model = pipeline.train(train, n_estimators=5, max_depth=4)
+    with module_lesson(tmp_path_factory, "95", "security-tests") as lesson:
+        model, train = small_champion()
+        features = pipeline.make_features(train)
         with mlflow.start_run():
-            registry.register(registry.log_bike_model(model, pipeline.make_features(train)), alias="champion")
-            features = pipeline.make_features(train)
             unsafe = mlflow.sklearn.log_model(model, name="pickled", serialization_format="cloudpickle",
                                               pip_requirements=["scikit-learn"],
                                               signature=infer_signature(features, model.predict(features)))
         version = mlflow.register_model(unsafe.model_uri, "pickled-bike").version
         mlflow.MlflowClient().set_registered_model_alias("pickled-bike", "champion", version)
         yield lesson
-    finally:
-        process.stop_all()
-        fluent._active_experiment_id = None
-        os.chdir(saved_cwd)
-        os.environ.clear()
-        os.environ.update(saved_env)
-        mlflow.set_tracking_uri(saved_uri)
-        if "prefect" in sys.modules:  # Prefect re-reads the restored environment
-            from mlops_course.orchestration import _refresh_prefect_settings
-
-            _refresh_prefect_settings()
 
 
 # ================================================================ 1. no plain pickle in the serving path
