@@ -12,7 +12,7 @@ export DO_NOT_TRACK := true
 export DVC_NO_ANALYTICS := 1
 export TQDM_MININTERVAL := 5
 
-.PHONY: run test lab execute clean lock site bench browser
+.PHONY: run test lab execute clean lock site bench tools
 
 # --compile-bytecode: uv writes no .pyc files by default, and where PYTHONDONTWRITEBYTECODE is set (as in many CI
 # images) every kernel, server and CLI would then compile mlflow, pandas and scikit-learn from source at each start.
@@ -26,7 +26,7 @@ $(VENV)/done: requirements.lock pyproject.toml
 run: $(VENV)/done  ## execute every lesson into build/executed and print a table
 	$(BIN)/mlops-course run $(LESSONS)
 
-test: $(VENV)/done browser  ## unit tests, notebook hygiene, papermill runs and nbval over every lesson
+test: $(VENV)/done tools  ## unit tests, notebook hygiene, papermill runs and nbval over every lesson
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests notebooks --nbval --nbval-current-env \
 		--nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 300 -q -p no:cacheprovider
 
@@ -36,10 +36,16 @@ site: $(VENV)/done  ## render the course as a static offline site in build/site 
 bench: $(VENV)/done  ## course time + memory, serving, drift, fresh-clone setup -> build/bench.md (~11 min on 2 idle cores; BENCH="drift" for some)
 	$(BIN)/python benchmarks/run_all.py $(BENCH)
 
-browser:  ## Debian's chromium for tests/test_browser.py (installed with apt-get when missing; needs root)
-	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && export DEBIAN_FRONTEND=noninteractive && \
-		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
-		echo "make: could not install chromium (needs root and apt-get): the browser test will fail" >&2
+# System programs the tests and lessons run, from Debian's packages: chromium (the site and JupyterLab in a real
+# browser), prometheus (promtool checks the alert rules; lesson 09 runs the server) and prometheus-alertmanager.
+SYSTEM_TOOLS := /usr/bin/chromium:chromium /usr/bin/promtool:prometheus /usr/bin/prometheus-alertmanager:prometheus-alertmanager
+tools:  ## install the Debian packages above when missing (apt-get; needs root, says so otherwise)
+	@missing=""; for t in $(SYSTEM_TOOLS); do test -x "$${t%%:*}" || missing="$$missing $${t#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			export DEBIAN_FRONTEND=noninteractive && apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+		else echo "make: missing$$missing; install with: sudo apt-get install$$missing (macOS: brew install prometheus alertmanager, and Chromium)" >&2; fi; \
+	fi
 
 lab: $(VENV)/done  ## JupyterLab on notebooks/, bound to 127.0.0.1
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --allow-root --notebook-dir notebooks
