@@ -28,7 +28,7 @@ run: $(VENV)/done  ## execute every lesson into build/executed and print a table
 
 test: $(VENV)/done tools  ## unit tests, notebook hygiene, papermill runs and nbval over every lesson
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests notebooks --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 300 -q -p no:cacheprovider
+		--nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 300 -q -rs -p no:cacheprovider
 
 site: $(VENV)/done  ## render the course as a static offline site in build/site (EDITION=instructor for that one)
 	$(BIN)/mlops-course render --edition $(EDITION) --out build/site
