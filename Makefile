@@ -54,7 +54,7 @@ execute: $(VENV)/done  ## re-execute lessons in place (LESSONS="01 02" for some)
 	$(BIN)/mlops-course execute $(LESSONS)
 
 lock:  ## recompile requirements.lock from pyproject.toml and pins.txt
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -c pins.txt -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -c pins.txt -o requirements.lock
 
 clean:  ## remove the environment, build output and lesson workspaces
 	rm -rf $(VENV) build workspaces *.egg-info

@@ -58,7 +58,8 @@ def jupyterlab(learner_home, tmp_path_factory):
     """JupyterLab as ``make lab`` starts it, on a free port, with a learner's environment."""
     # Orphans of a lesson (a server whose kernel died) are re-parented to this process, so none escapes the
     # leftover check.
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     env = harness._base_env(learner_home)
     env["MLOPS_COURSE_WORKSPACE"] = str(tmp_path_factory.mktemp("lab-workspaces"))
     token = uuid.uuid4().hex
