@@ -28,10 +28,6 @@ class LessonInfo:
     def path(self) -> Path:
         return paths.notebooks_dir() / self.filename
 
-    @property
-    def available(self) -> bool:
-        return self.path.is_file()
-
 
 CATALOGUE = [
     LessonInfo("00", "00-Introduction_to_MLOps", 35, "MLflow, scikit-learn",
@@ -71,24 +67,17 @@ def find(name: str) -> LessonInfo:
     raise UnknownLessonError(f"unknown lesson {name!r}: use a number ({known}) or a file name from notebooks/")
 
 
-def available() -> list[LessonInfo]:
-    """The lessons whose notebook exists, in course order."""
-    return [info for info in CATALOGUE if info.available]
-
-
 def module_table(markdown: bool = False) -> str:
     """The module table as plain text (for the terminal) or Markdown (for the READMEs)."""
     if markdown:
         lines = ["| # | Lesson | Minutes | Tools | What you do |", "|---|---|---|---|---|"]
         for i in CATALOGUE:
-            name = f"[{i.title}]({i.filename})" if i.available else f"{i.title} (coming)"
-            lines.append(f"| {i.number} | {name} | {i.minutes} | {i.tools} | {i.summary} |")
+            lines.append(f"| {i.number} | [{i.title}]({i.filename}) | {i.minutes} | {i.tools} | {i.summary} |")
         return "\n".join(lines)
     width = max(len(i.title) for i in CATALOGUE)
     lines = [f"{'#':<3} {'Lesson':<{width}}  {'Min':>3}  Tools"]
     for i in CATALOGUE:
-        mark = "" if i.available else "  (coming)"
-        lines.append(f"{i.number:<3} {i.title:<{width}}  {i.minutes:>3}  {i.tools}{mark}")
+        lines.append(f"{i.number:<3} {i.title:<{width}}  {i.minutes:>3}  {i.tools}")
     return "\n".join(lines)
 
 
@@ -97,7 +86,7 @@ TABLE_END = "<!-- module-table:end -->"
 
 
 def write_readme_table(readme: Path | None = None) -> Path:
-    """Rewrite the module table between the markers in ``notebooks/README.md`` from the files that exist."""
+    """Rewrite the module table between the markers in ``notebooks/README.md`` from the catalogue."""
     readme = readme or paths.notebooks_dir() / "README.md"
     text = readme.read_text()
     head, _, rest = text.partition(TABLE_START)
