@@ -43,11 +43,8 @@ def default_path() -> Path:
 
 def sha256_file(path: str | Path) -> str:
     """The SHA-256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def verify_checksum(path: str | Path, expected: str = EXPECTED_SHA256) -> None:
