@@ -26,9 +26,8 @@ $(VENV)/done: requirements.lock pyproject.toml
 run: $(VENV)/done  ## execute every lesson into build/executed and print a table
 	$(BIN)/mlops-course run $(LESSONS)
 
-test: $(VENV)/done tools  ## unit tests, notebook hygiene, papermill runs and nbval over every lesson
-	$(BIN)/python -m pytest -n 2 --dist loadfile tests notebooks --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 300 -q -rs -p no:cacheprovider
+test: $(VENV)/done tools  ## unit tests, notebook hygiene, every lesson and its learner edition run offline and compared (nbval's comparison), JupyterLab
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests -q -rs -p no:cacheprovider
 
 site: $(VENV)/done  ## render the course as a static offline site in build/site (EDITION=instructor for that one)
 	$(BIN)/mlops-course render --edition $(EDITION) --out build/site

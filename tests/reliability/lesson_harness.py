@@ -210,7 +210,8 @@ class Run:
         return out
 
 
-def run_notebook(notebook: Path, tmp: Path, font_cache: Path, *, interrupt_after: str | None = None) -> Run:
+def run_notebook(notebook: Path, tmp: Path, font_cache: Path, *, interrupt_after: str | None = None,
+                 learner: Path | None = None) -> Run:
     """Run ``notebook`` the reliability way in ``tmp`` and collect the evidence (see the module docstring)."""
     if tmp.resolve().is_relative_to(REPO):
         pytest.fail(f"tmp_path {tmp} is inside the repository, which the run sees through an overlay")
@@ -229,6 +230,8 @@ def run_notebook(notebook: Path, tmp: Path, font_cache: Path, *, interrupt_after
                "--upper", str(mnt / "upper")]
     if interrupt_after:
         command += ["--interrupt-after", interrupt_after]
+    if learner:
+        command += ["--learner", str(learner.resolve())]
     before = snapshot(home)
     with open(tmp / "runner.log", "wb") as log:
         proc = subprocess.Popen(command, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
@@ -246,6 +249,27 @@ def run_notebook(notebook: Path, tmp: Path, font_cache: Path, *, interrupt_after
     home_changes = [c for c in changes(before, snapshot(home)) if not c.startswith(tuple(HOME_ALLOWED))]
     return Run(notebook.stem, json.loads(result_file.read_text()), _read_jsonl(net_log), _read_jsonl(procs_log),
                home_changes, swept)
+
+
+def before_exercises(learner_run, reference: Path, folder: Path) -> Path:
+    """The stored lesson with the outputs of its code cells before the first solution cell replaced by the
+    learner edition's (the two editions are the same up to there), written to ``folder``: what nbval compares."""
+    import nbformat
+
+    from mlops_course import editions
+
+    stored = nbformat.read(reference, as_version=4)
+    full = [c for c in stored.cells if c.cell_type == "code"]
+    first_solution = next((i for i, c in enumerate(full) if editions.SOLUTION_TAG in c.metadata.get("tags", [])),
+                          len(full))
+    ran = [c for c in learner_run.cells if c.cell_type == "code"]
+    for cell, learner_cell in zip(full[:first_solution], ran, strict=False):
+        assert cell.source == learner_cell.source, "the learner edition changed a cell before the exercises"
+        cell.outputs = learner_cell.outputs
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / reference.name
+    nbformat.write(stored, target)
+    return target
 
 
 def nbval_mismatches(executed: Path, reference: Path, session) -> list[str]:
