@@ -19,10 +19,11 @@ from mlops_course.exercises import lesson08 as checks
 class FakeReplay:
     """Four production months; a retraining in a month lowers every later month's error by 15."""
 
-    months = ["May", "June", "July", "Aug"]
-    hours = dict.fromkeys(months, 100)
-    naive = {"May": 40.0, "June": 40.0, "July": 40.0, "Aug": 40.0}
-    base = {"May": 45.0, "June": 50.0, "July": 52.0, "Aug": 50.0}
+    def __init__(self):
+        self.months = ["May", "June", "July", "Aug"]
+        self.hours = dict.fromkeys(self.months, 100)
+        self.naive = dict.fromkeys(self.months, 40.0)
+        self.base = {"May": 45.0, "June": 50.0, "July": 52.0, "Aug": 50.0}
 
     def all_months(self, maes):
         maes = dict(maes)
