@@ -46,8 +46,8 @@ CATALOGUE = [
                "Data and model tests, quality gates, and the workflow that runs them."),
     LessonInfo("07", "07-Workflow_Orchestration_with_Prefect", 45, "Prefect, papermill",
                "The training pipeline as a Prefect flow: retries, caching, states, schedules."),
-    LessonInfo("08", "08-End_to_End_MLOps_Pipeline", 60, "all of the above",
-               "The closed loop over 2011: serve, monitor, retrain, gate, promote, reload."),
+    LessonInfo("08", "08-End_to_End_MLOps_Pipeline", 70, "all of the above",
+               "Retraining policies judged against baselines, then the closed loop over 2011 for real."),
 ]
 
 
