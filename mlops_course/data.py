@@ -76,7 +76,7 @@ def coerce_types(raw: pd.DataFrame, name: str = "data") -> pd.DataFrame:
     if raw.empty:
         raise DataError(f"{name}: has a header but no rows. The data stops after its header: {RESTORE}.")
     df = raw[COLUMNS].copy()
-    if df["season"].dtype == object:  # a numeric column read as text: maybe a second header inside
+    if not pd.api.types.is_numeric_dtype(df["season"]):  # read as text (object or pandas 3's str): a second header?
         repeated = df.astype(str).eq(COLUMNS).all(axis=1)
         if repeated.any():
             raise DataError(f"{name}: line(s) {_rows(repeated)} repeat the header row (two exports pasted "
