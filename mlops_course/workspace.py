@@ -129,7 +129,6 @@ def display_settings() -> None:
     mpl.rcParams.update({"figure.figsize": (7.0, 3.6), "figure.dpi": 90, "axes.grid": True,
                          "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False})
     # Notices that say nothing about the lesson and would only clutter stored outputs.
-    warnings.filterwarnings("ignore", message="IProgress not found")
     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
