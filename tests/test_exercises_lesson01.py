@@ -257,6 +257,9 @@ def test_upstream_stage_stub_and_failures(project):
     assert "one of the stages section 7 wrote" in evaluate("01.2", "prepare", project).message
     assert "has no stage 'gate'" in evaluate("01.2", "gate", project).message
     assert "expected the new stage's name" in evaluate("01.2", lambda: 42, project).message
+    (project / "dvc.yaml").unlink()
+    early = evaluate("01.2", add_stage, project)  # the check run before section 7
+    assert not early.ok and "no stage 'train'" in early.message and "section 7" in early.hint
 
 
 # ---------------------------------------------------------------- 01.3

@@ -197,8 +197,8 @@ def upstream_stage(answer, repo: str | Path = ".") -> object:
     by_name = {_describe(s, repo): s for s in stages}
     train = by_name.get(TRAIN_STAGE)
     if train is None:
-        return wrong(f"the pipeline has no stage '{TRAIN_STAGE}' any more; it has {sorted(by_name)}.",
-                     "run section 7 again: it adds prepare and train.")
+        return wrong(f"the pipeline has no stage '{TRAIN_STAGE}' (its stages: {sorted(by_name) or 'none'}).",
+                     "run section 7 first: its cells add prepare and train.")
     added = sorted(n for n in by_name if n not in LESSON_STAGES)
     if name is None:
         if not added:
