@@ -47,8 +47,8 @@ tools:  ## install the Debian packages above when missing (apt-get; needs root, 
 		else echo "make: missing$$missing; install with: sudo apt-get install$$missing (macOS: brew install prometheus alertmanager, and Chromium)" >&2; fi; \
 	fi
 
-lab: $(VENV)/done  ## JupyterLab on notebooks/, bound to 127.0.0.1
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --allow-root --notebook-dir notebooks
+lab: $(VENV)/done  ## JupyterLab on notebooks/: 127.0.0.1, a token, no news or update checks (mlops_course/lab.py)
+	$(BIN)/mlops-course lab
 
 execute: $(VENV)/done  ## re-execute lessons in place (LESSONS="01 02" for some) and strip volatile metadata
 	$(BIN)/mlops-course execute $(LESSONS)

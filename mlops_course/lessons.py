@@ -34,7 +34,7 @@ class LessonInfo:
 
 
 CATALOGUE = [
-    LessonInfo("00", "00-Introduction_to_MLOps", 30, "MLflow, scikit-learn",
+    LessonInfo("00", "00-Introduction_to_MLOps", 35, "MLflow, scikit-learn",
                "What MLOps is, the lifecycle, the tools per stage; a first tracked model on Iris."),
     LessonInfo("01", "01-Data_Versioning_with_DVC", 60, "DVC, git",
                "Version the bike-rental data, push/pull a remote, validate it, write the stage scripts and "
