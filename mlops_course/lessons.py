@@ -32,8 +32,9 @@ class LessonInfo:
 CATALOGUE = [
     LessonInfo("00", "00-Introduction_to_MLOps", 35, "MLflow, scikit-learn",
                "What MLOps is, the lifecycle, the tools per stage; a first tracked model on Iris."),
-    LessonInfo("01", "01-Data_Versioning_with_DVC", 45, "DVC, git",
-               "Version the bike-rental data, push/pull a remote, validate it, build a dvc.yaml pipeline."),
+    LessonInfo("01", "01-Data_Versioning_with_DVC", 60, "DVC, git",
+               "Version the bike-rental data, push/pull a remote, validate it, write the stage scripts and "
+               "build the pipeline with dvc stage add."),
     LessonInfo("02", "02-Experiment_Tracking_with_MLflow", 45, "MLflow tracking, mlflow server",
                "Track params, metrics, artifacts and models; search runs; a real tracking server."),
     LessonInfo("03", "03-Model_Registry_and_Packaging", 50, "MLflow registry, skops, ONNX, hadolint",
