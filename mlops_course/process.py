@@ -27,7 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
@@ -138,7 +138,10 @@ class BackgroundServer:
 
     def __init__(self, command: Sequence[str], *, log_file: os.PathLike | str, port: int | None = None,
                  health_path: str = "/health", env: Mapping[str, str] | None = None,
-                 cwd: os.PathLike | str | None = None, startup_timeout: float = 30.0, name: str | None = None):
+                 cwd: os.PathLike | str | None = None, startup_timeout: float = 30.0, name: str | None = None,
+                 ready: Callable[[], bool] | None = None):
+        """``ready``: how to tell the server is up when it is not HTTP (e.g. a Unix socket exists); by default
+        ``GET health_path`` on the port must answer 200."""
         self.port = port if port is not None else free_port()
         self.command = [str(part).replace("{port}", str(self.port)) for part in command]
         self.log_file = Path(log_file)
@@ -147,6 +150,7 @@ class BackgroundServer:
         self.cwd = cwd
         self.startup_timeout = startup_timeout
         self.name = name or Path(self.command[0]).name
+        self.ready_check = ready
         self.process: subprocess.Popen | None = None
         self._log_handle = None
 
@@ -168,7 +172,7 @@ class BackgroundServer:
         """Start the server and wait for its health URL to answer 200; raise ``ServerError`` otherwise."""
         if self.running:
             return self
-        if port_in_use(self.port):
+        if self.ready_check is None and port_in_use(self.port):
             raise ServerError(f"port {self.port} on {HOST} is already in use: stop what listens there "
                               f"or leave the port out so a free one is chosen")
         if shutil.which(self.command[0], path=self.env.get("PATH")) is None:
@@ -187,21 +191,26 @@ class BackgroundServer:
             raise
         return self
 
+    def _answers(self) -> bool:
+        if self.ready_check is not None:
+            return self.ready_check()
+        try:
+            with urllib.request.urlopen(self.url + self.health_path, timeout=1) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            return False
+
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
-        url = self.url + self.health_path
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise ServerError(f"{self.name} exited with code {self.process.returncode} before it was "
                                   f"ready. Last lines of its log:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            time.sleep(0.1)
-        raise ServerError(f"{self.name} did not answer {self.health_path} within {self.startup_timeout:.0f} s. "
+            if self._answers():
+                return
+            time.sleep(0.05 if self.ready_check is not None else 0.1)
+        waited = "become ready" if self.ready_check is not None else f"answer {self.health_path}"
+        raise ServerError(f"{self.name} did not {waited} within {self.startup_timeout:.0f} s. "
                           f"Last lines of its log:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -17,65 +17,23 @@ stage             reads                                  writes
 missing columns, wrong dtypes, empty tables, bad params) stops a stage with a :class:`StageError` that says
 what was wrong and what to do; on the command line that is one line on stderr and exit code 1.
 
-A stage command spends most of its time importing pandas, scikit-learn and skops (about 3-4 s on a small
-machine) and well under a second on its work. :class:`StageServer` keeps one background process with those
-libraries imported; while it runs (``MLOPS_COURSE_STAGE_SERVER`` names its socket), each
-``python -m mlops_course.stages ...`` command hands its arguments, working directory, environment and output
-streams to it, and a copy of that process (``os.fork``) runs the stage. Output, exit codes and files are the
-same as without it; when no server answers, the command simply runs the stage itself. Linux only.
+A stage command spends most of its time importing pandas, scikit-learn and skops; while a
+``stage_server.StageServer`` runs, the command hands itself to it instead (see that module).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
-SERVER_ENV = "MLOPS_COURSE_STAGE_SERVER"
+if __name__ == "__main__":  # before the heavy imports below: a running stage server has them already
+    from mlops_course.stage_server import run_on_server
 
-
-def _run_on_server(argv: Sequence[str]) -> int | None:
-    """Hand a stage command to a running :class:`StageServer`; ``None`` when there is none to ask."""
-    address = os.environ.get(SERVER_ENV)
-    if not address or not os.path.exists(address):
-        return None
-    import socket
-
-    if len(address.encode()) > 100:  # a socket path must be short; a relative one usually is
-        address = os.path.relpath(address)
-    try:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.connect(address)
-    except OSError:
-        return None
-    request = {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ)}
-    with conn:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            socket.send_fds(conn, [b"S"], [1, 2])  # our stdout and stderr, for the stage's output
-            conn.sendall(json.dumps(request).encode() + b"\n")
-        except OSError:
-            return None  # nothing ran yet: run the stage here instead
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = conn.recv(64)
-            if not chunk:
-                break
-            reply += chunk
-    try:
-        return int(reply)
-    except ValueError:
-        print("stage failed: the stage server stopped while it ran the stage", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":  # before the heavy imports below: a running server has them already
-    _served = _run_on_server(sys.argv[1:])
+    _served = run_on_server(sys.argv[1:])
     if _served is not None:
         sys.exit(_served)
 
@@ -377,163 +335,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stage {args.stage} failed: {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-# ---------------------------------------------------------------- warm start
-def _serve_one(listener, conn) -> None:
-    """In a forked copy of the server: run one stage command with the client's streams, cwd and env."""
-    import socket
-
-    listener.close()
-    code = 1
-    try:
-        _, fds, _, _ = socket.recv_fds(conn, 1, 2)
-        payload = b""
-        while not payload.endswith(b"\n"):
-            chunk = conn.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError("the stage command went away")
-            payload += chunk
-        request = json.loads(payload)
-        os.dup2(fds[0], 1)
-        os.dup2(fds[1], 2)
-        for fd in fds:
-            os.close(fd)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        sys.argv = ["python -m mlops_course.stages", *request["argv"]]
-        try:
-            code = main(request["argv"])
-        except SystemExit as exc:  # argparse: a bad stage name or flag
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:  # noqa: BLE001 - report anything, as a crashing command would
-            import traceback
-
-            traceback.print_exc()
-            code = 1
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        conn.sendall(f"{code}\n".encode())
-    finally:
-        os._exit(code if isinstance(code, int) else 1)
-
-
-def serve_stages(address: str) -> None:
-    """Import the stages' libraries, then serve stage commands on the Unix socket ``address`` until the
-    process that started this server exits (see :class:`StageServer`)."""
-    import signal
-    import socket
-
-    import matplotlib.figure  # noqa: F401 - imported now, so forked stages need not
-    import skops.io  # noqa: F401
-    from matplotlib.backends import backend_agg  # noqa: F401
-    from sklearn import ensemble, linear_model  # noqa: F401
-
-    path = Path(address)
-    os.chdir(path.parent)  # bind a short relative name: socket paths have a length limit
-    ready = path.name + ".binding"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-        listener.bind(ready)
-        listener.listen(16)
-        os.rename(ready, path.name)  # the socket appears under its name only once it accepts
-        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # finished stages are reaped by the system
-        parent = os.getppid()
-        listener.settimeout(0.5)
-        try:
-            while os.getppid() == parent:
-                try:
-                    conn, _ = listener.accept()
-                except TimeoutError:
-                    continue
-                conn.setblocking(True)
-                sys.stdout.flush()
-                sys.stderr.flush()
-                if os.fork() == 0:
-                    _serve_one(listener, conn)
-                conn.close()
-        finally:
-            Path(path.name).unlink(missing_ok=True)
-
-
-class StageServer:
-    """A background process with pandas, scikit-learn, skops and matplotlib imported, serving stage commands.
-
-    ``start()`` launches it and sets ``MLOPS_COURSE_STAGE_SERVER`` in this process's environment, which the
-    stage commands (and ``dvc``, which starts them) inherit; ``stop()`` or the end of a ``with`` block stops
-    it, and so does the end of this Python process. Until the server has finished importing, and on systems
-    without ``fork`` and Unix sockets (or on macOS, where forking such a process is unsafe), stage commands
-    run on their own as usual.
-    """
-
-    def __init__(self, folder: str | os.PathLike, name: str = "stages.sock"):
-        self.address = Path(folder).resolve() / name
-        self.log_file = self.address.with_suffix(".log")
-        self.process = None
-
-    @staticmethod
-    def supported() -> bool:
-        import socket
-
-        return hasattr(os, "fork") and hasattr(socket, "AF_UNIX") and sys.platform.startswith("linux")
-
-    @property
-    def ready(self) -> bool:
-        return self.process is not None and self.process.poll() is None and self.address.exists()
-
-    def start(self, wait: bool = False, timeout: float = 60.0) -> Self:
-        """Start the server; with ``wait=True`` block until it answers (``StageError`` if it cannot)."""
-        import atexit
-        import subprocess
-        import time
-
-        if self.process is not None or not self.supported():
-            return self
-        self.address.parent.mkdir(parents=True, exist_ok=True)
-        self.address.unlink(missing_ok=True)
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        code = "import sys; from mlops_course.stages import serve_stages; serve_stages(sys.argv[1])"
-        with open(self.log_file, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-c", code, str(self.address)], env=env,
-                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
-        os.environ[SERVER_ENV] = str(self.address)
-        atexit.register(self.stop)
-        deadline = time.monotonic() + timeout
-        while wait and not self.ready:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                tail = self.log_file.read_text(errors="replace")[-2000:]
-                self.stop()
-                raise StageError(f"the stage server did not start; its log ends with:\n{tail}")
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        """Stop the server (and any stage it is still running); stage commands then run on their own."""
-        import signal
-
-        process, self.process = self.process, None
-        if os.environ.get(SERVER_ENV) == str(self.address):
-            del os.environ[SERVER_ENV]
-        if process is not None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                process.wait(10)
-            except Exception:  # noqa: BLE001
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
-        self.address.unlink(missing_ok=True)
-
-    def __enter__(self) -> Self:
-        return self.start(wait=True)
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 if __name__ == "__main__":

@@ -72,3 +72,24 @@ def small_champion(months=("Jan",)):
     with mlflow.start_run():
         registry.register(registry.log_bike_model(model, pipeline.make_features(train)), alias="champion")
     return model, train
+
+
+@pytest.fixture(scope="module")
+def stage_bikes():
+    from mlops_course import data
+
+    return data.load_bikeshare()
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch, stage_bikes):
+    """A folder with data/bikes.csv (Jan-March) and the course pipeline's files (``stages.write_pipeline``),
+    as the working directory."""
+    from mlops_course import data, stages
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    data.select_months(stage_bikes, ["Jan", "Feb", "March"]).to_csv(stages.DATA, index=False)
+    months = {"train_months": ["Jan", "Feb"], "test_months": ["March"]}
+    stages.write_pipeline(tmp_path, params={"prepare": months, "train": {"n_estimators": 5, "max_depth": 6}})
+    return tmp_path

@@ -250,7 +250,7 @@ def test_the_validate_stage_command_reports_a_truncated_file_in_one_line(tmp_pat
     bikes = project / stages.DATA
     bikes.write_bytes(cut_in_line(CUT_LINE, b",", 6)(original))
     before = fingerprint(bikes)
-    env = {k: v for k, v in os.environ.items() if k != stages.SERVER_ENV}
+    env = {k: v for k, v in os.environ.items() if k != "MLOPS_COURSE_STAGE_SERVER"}
     done = subprocess.run([sys.executable, "-m", "mlops_course.stages", "validate"], cwd=project, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 1, done.stdout + done.stderr

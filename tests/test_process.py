@@ -153,3 +153,18 @@ def test_missing_command_is_reported_before_starting(tmp_path):
     with pytest.raises(FileNotFoundError, match="no-such-command-here"):
         server.start()
     assert server.process is None
+
+
+def test_a_server_that_is_not_http_says_when_it_is_ready(tmp_path):
+    flag = tmp_path / "ready"
+    script = f"import pathlib, time; time.sleep(0.3); pathlib.Path({str(flag)!r}).touch(); time.sleep(60)"
+    server = process.BackgroundServer([sys.executable, "-c", script], log_file=tmp_path / "log", ready=flag.exists,
+                              startup_timeout=20, name="file-flag")
+    with server:
+        assert server.running and flag.exists()
+    assert not server.running
+    never = process.BackgroundServer([sys.executable, "-c", "import time; time.sleep(60)"], log_file=tmp_path / "log2",
+                             ready=lambda: False, startup_timeout=1, name="never-ready")
+    with pytest.raises(process.ServerError, match="never-ready did not become ready within 1 s"):
+        never.start()
+    assert not never.running

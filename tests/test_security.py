@@ -288,9 +288,9 @@ def test_prefect_server_listens_on_loopback_only(store):
 
 
 def test_stage_server_listens_on_a_unix_socket_only(tmp_path):
-    from mlops_course import stages
+    from mlops_course.stage_server import StageServer
 
-    with stages.StageServer(tmp_path / "tools") as server:
+    with StageServer(tmp_path / "tools") as server:
         inet, unix = bound_sockets(server.process.pid)
         assert not inet, f"the stage server should have no TCP/UDP socket: {inet}"
         assert any(Path(path).name.startswith("stages.sock") for path in unix), unix

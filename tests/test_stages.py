@@ -12,22 +12,6 @@ from mlops_course import data, pipeline, stages
 from mlops_course.stages import StageError
 
 
-@pytest.fixture(scope="module")
-def bikes():
-    return data.load_bikeshare()
-
-
-@pytest.fixture
-def project(tmp_path, monkeypatch, bikes):
-    """A folder with data/bikes.csv (Jan-March) and the pipeline files, as the working directory."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "data").mkdir()
-    data.select_months(bikes, ["Jan", "Feb", "March"]).to_csv(stages.DATA, index=False)
-    months = {"train_months": ["Jan", "Feb"], "test_months": ["March"]}
-    stages.write_pipeline(tmp_path, params={"prepare": months, "train": {"n_estimators": 5, "max_depth": 6}})
-    return tmp_path
-
-
 def test_write_pipeline_writes_matching_dvc_yaml_and_params(project):
     pipeline_file = yaml.safe_load((project / "dvc.yaml").read_text())
     assert list(pipeline_file["stages"]) == list(stages.STAGES)
@@ -116,14 +100,14 @@ def test_prepare_needs_the_validation_report_and_present_months(project):
         stages.prepare_stage(params)
 
 
-def test_prepare_writes_numeric_features_split_by_month(project, bikes):
+def test_prepare_writes_numeric_features_split_by_month(project, stage_bikes):
     stages.validate_stage()
     rows = stages.prepare_stage(stages.load_params())
     train = pd.read_csv(stages.TRAIN)
     test = pd.read_csv(stages.TEST)
     assert rows == {"train": len(train), "test": len(test)}
     assert list(train.columns) == [*pipeline.FEATURES, pipeline.TARGET]
-    assert len(test) == len(data.select_months(bikes, ["March"]))
+    assert len(test) == len(data.select_months(stage_bikes, ["March"]))
     assert "casual" not in train and all(pd.api.types.is_numeric_dtype(train[c]) for c in train)
 
 
@@ -181,67 +165,3 @@ def test_stage_runs_as_a_real_command(project):
     bad = subprocess.run([sys.executable, "-m", "mlops_course.stages", "train", "--params", "nope.yaml"],
                          cwd=project, env=env, capture_output=True, text=True, check=False)
     assert bad.returncode == 1 and "nope.yaml: no such file" in bad.stderr
-
-
-# ---------------------------------------------------------------- warm start
-needs_server = pytest.mark.skipif(not stages.StageServer.supported(), reason="the stage server needs Linux")
-
-
-@pytest.fixture
-def server(project, monkeypatch):
-    monkeypatch.delenv(stages.SERVER_ENV, raising=False)
-    with stages.StageServer(project / ".tools") as running:
-        yield running
-    assert stages.SERVER_ENV not in os.environ and not running.address.exists()
-
-
-def stage_command(project, *args):
-    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
-    return subprocess.run([sys.executable, "-m", "mlops_course.stages", *args], cwd=project, env=env,
-                          capture_output=True, text=True, check=False)
-
-
-@needs_server
-def test_stage_server_gives_the_same_output_files_and_exit_codes(project, server, capfd):
-    assert os.environ[stages.SERVER_ENV] == str(server.address) and server.ready
-    # served: the stage runs in a copy of the server, writing to our own stdout
-    assert stages._run_on_server(["validate"]) == 0
-    assert capfd.readouterr().out.startswith("validate: ")
-    served = [stage_command(project, name) for name in ("prepare", "train", "evaluate")]
-    assert [r.returncode for r in served] == [0, 0, 0], [r.stderr for r in served]
-    scores = json.loads(stages.METRICS.read_text())
-    assert served[2].stdout.strip() == "evaluate: " + ", ".join(f"{k}={v}" for k, v in scores.items())
-    failed = stage_command(project, "train", "--params", "nope.yaml")
-    assert failed.returncode == 1 and "stage train failed: nope.yaml: no such file" in failed.stderr
-    unknown = stage_command(project, "deploy")
-    assert unknown.returncode == 2 and "invalid choice: 'deploy'" in unknown.stderr
-
-
-@needs_server
-def test_without_a_server_the_command_runs_by_itself(project, monkeypatch):
-    monkeypatch.setenv(stages.SERVER_ENV, str(project / "no-such.sock"))
-    assert stages._run_on_server(["validate"]) is None
-    done = stage_command(project, "validate")
-    assert done.returncode == 0 and done.stdout.startswith("validate: ")
-
-
-@needs_server
-def test_stage_server_stops_when_its_parent_dies(tmp_path):
-    script = ("import os, sys; from mlops_course.stages import StageServer; "
-              "s = StageServer(sys.argv[1]).start(wait=True); print(s.process.pid, flush=True); os._exit(0)")
-    started = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
-                             check=True, timeout=120)
-    pid = int(started.stdout)
-    import time
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(pid, 9)
-        pytest.fail("the stage server outlived the process that started it")
-    assert not (tmp_path / "stages.sock").exists()
