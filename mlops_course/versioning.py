@@ -322,11 +322,8 @@ def md5(path: str | os.PathLike) -> str:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (is the data checked out? try `dvc checkout`)")
-    digest = hashlib.md5()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "md5").hexdigest()
 
 
 def tracked_md5(dvc_file: str | os.PathLike) -> str:
