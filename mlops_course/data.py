@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_course import paths
+from mlops_course import paths, schema
 
 DATA_FILE = "Bikeshare.csv"
 EXPECTED_SHA256 = "ac6950ae6f11efcc69c29d6bb13e8881c001e27d36434660d59444a1414f712c"
-MONTHS = ["Jan", "Feb", "March", "April", "May", "June", "July", "Aug", "Sept", "Oct", "Nov", "Dec"]
-WEATHER = ["clear", "cloudy/misty", "light rain/snow", "heavy rain/snow"]
-INT_COLUMNS = ["season", "day", "hr", "holiday", "weekday", "workingday", "casual", "registered", "bikers"]
-FLOAT_COLUMNS = ["temp", "atemp", "hum", "windspeed"]
-COLUMNS = ["season", "mnth", "day", "hr", "holiday", "weekday", "workingday", "weathersit",
-           "temp", "atemp", "hum", "windspeed", "casual", "registered", "bikers"]
-TARGET = "bikers"
+# The columns, their kinds and categories come from the one declared schema.
+MONTHS = list(schema.MONTHS)
+WEATHER = list(schema.WEATHER)
+INT_COLUMNS = schema.columns("int")
+FLOAT_COLUMNS = schema.columns("float")
+COLUMNS = schema.columns()
+TARGET = schema.TARGET
 RESTORE = (f"restore it (`git checkout -- data/{DATA_FILE}` for the shipped file, `dvc checkout` in a DVC "
            f"repository) or export it again")
 

@@ -16,24 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_course import data
+from mlops_course import data, schema
 
-FEATURES = ["hr", "weekday", "workingday", "holiday", "weather", "temp", "atemp", "hum", "windspeed"]
+FEATURES = schema.columns(table=schema.FEATURES)
 TARGET = data.TARGET
-# Units and valid ranges of each feature: used by validation, the service schema and the docs.
-FEATURE_RANGES: dict[str, tuple[float, float, str]] = {
-    "hr": (0, 23, "hour of day"),
-    "weekday": (0, 6, "day of week, 0 = Sunday"),
-    "workingday": (0, 1, "1 if neither weekend nor holiday"),
-    "holiday": (0, 1, "1 on a public holiday"),
-    "weather": (1, 4, "1 clear, 2 cloudy/misty, 3 light rain/snow, 4 heavy rain/snow"),
-    "temp": (0, 1, "temperature, normalised: (t - (-8 C)) / 47"),
-    "atemp": (0, 1, "feels-like temperature, normalised: (t - (-16 C)) / 66"),
-    "hum": (0, 1, "relative humidity, fraction"),
-    "windspeed": (0, 1, "wind speed, normalised: divided by 67"),
-}
-RAW_RANGES = {"season": (1, 4), "day": (1, 366), "casual": (0, None), "registered": (0, None),
-              "bikers": (0, None)}
+# Units and valid ranges of each feature (from the schema): used by validation, the service schema and the docs.
+FEATURE_RANGES: dict[str, tuple[float, float, str]] = {c.name: (c.low, c.high, c.unit) for c in schema.FEATURES}
+RAW_RANGES = {c.name: (c.low, c.high) for c in schema.RAW if c.numeric and c.name not in FEATURE_RANGES}
 MODEL_KINDS = ("random_forest", "gradient_boosting", "ridge")
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "random_forest": {"n_estimators": 40, "max_depth": 10, "min_samples_leaf": 2},
@@ -61,15 +50,7 @@ class ValidationError(ValueError):
 # ---------------------------------------------------------------- validate
 def check_schema(df: pd.DataFrame) -> list[str]:
     """Every schema problem of a loaded table: columns, dtypes, ranges, categories, duplicated hours."""
-    problems: list[str] = []
-    missing = [c for c in data.COLUMNS if c not in df.columns]
-    if missing:
-        return [f"missing column(s) {missing}"]
-    if df.empty:
-        return ["the table has no rows"]
-    for col in data.INT_COLUMNS + data.FLOAT_COLUMNS:
-        if not pd.api.types.is_numeric_dtype(df[col]):
-            problems.append(f"column '{col}' has dtype {df[col].dtype}, expected a number")
+    problems = schema.shape_problems(df, data.COLUMNS)
     if problems:
         return problems
     ranges = {c: (lo, hi) for c, (lo, hi, _) in FEATURE_RANGES.items() if c in df.columns}

@@ -37,7 +37,7 @@ if __name__ == "__main__":  # before the heavy imports below: a running stage se
     if _served is not None:
         sys.exit(_served)
 
-from mlops_course import data, pipeline
+from mlops_course import data, pipeline, schema
 
 DATA = Path("data/bikes.csv")
 VALIDATION = Path("reports/validation.json")
@@ -196,14 +196,10 @@ def read_table(path: str | Path, columns: Sequence[str], made_by: str = "run the
         df = pd.read_csv(path)
     except pd.errors.EmptyDataError:
         raise StageError(f"{path}: the file is empty (no header, no rows)") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise StageError(f"{path}: missing column(s) {missing}; it has {list(df.columns)}")
-    if df.empty:
-        raise StageError(f"{path}: has a header but no rows")
-    wrong = [f"{c} ({df[c].dtype})" for c in columns if not pd.api.types.is_numeric_dtype(df[c])]
-    if wrong:
-        raise StageError(f"{path}: column(s) {wrong} must be numeric")
+    problems = schema.shape_problems(df, columns)
+    if problems:
+        has = f"; it has {list(df.columns)}" if problems[0].startswith("missing") else ""
+        raise StageError(f"{path}: {'; '.join(problems)}{has}")
     return df
 
 
