@@ -75,6 +75,16 @@ clone="$tmp/course"
 step clone "$tmp/clone.log" git clone --quiet "$repo" "$clone"
 [ -z "$failed" ] && step install "$tmp/install.log" make -C "$clone" .venv/done
 [ -z "$failed" ] && step test "$tmp/test.log" make -C "$clone" test
+# The floor (kernel start + imports, benchmarks/course_time.py) measured in the same clone right after, so the
+# suite's time can be read as a multiple of it: machines differ, ratios hold.
+floor=""
+if [ -z "$failed" ]; then
+    floor=$( (cd "$clone" && .venv/bin/python benchmarks/course_time.py --floor-only) 2>/dev/null |
+             sed -n 's/^floor: \([0-9.]*\) s.*/\1/p')
+fi
+test_seconds=$(printf '%s\n' "${rows[@]}" | awk -F'|' '$2 ~ /test/ {gsub(/ /, "", $4); print $4}')
+multiple=$([ -n "$floor" ] && [ -n "$test_seconds" ] &&
+           awk -v t="$test_seconds" -v f="$floor" 'BEGIN { printf "%.0f", t / f }' || true)
 for log in install test; do
     if [ -f "$tmp/$log.log" ]; then cp "$tmp/$log.log" "$out_dir/setup_time-$log.log"; fi
 done
@@ -95,6 +105,8 @@ summary=$(grep -E '[0-9]+ (passed|failed)' "$tmp/test.log" 2>/dev/null | tail -n
     echo "| total | | $total | $([ -n "$failed" ] && echo "failed at $failed" || echo ok) |"
     echo
     echo "- pytest's summary line: ${summary:-none (the tests did not run)}."
+    echo "- The floor measured in the clone right after: ${floor:-not measured} s, so \`make test\` took" \
+         "${multiple:-?}x the floor (budget: 60x, issue 20)."
     echo "- The install step is the Makefile's \`.venv/done\`: a venv, uv from PyPI, the lock file, the course."
     echo "- Logs: setup_time-install.log and setup_time-test.log next to this report."
 } >"$out_dir/setup_time.md"
