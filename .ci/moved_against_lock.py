@@ -14,7 +14,7 @@ import sys
 from importlib.metadata import distributions
 from pathlib import Path
 
-PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)")
+PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)\s*(?:;\s*(.+))?$")
 
 
 def canonical(name: str) -> str:
@@ -22,7 +22,14 @@ def canonical(name: str) -> str:
 
 
 def lock_pins(lock: Path) -> dict[str, str]:
-    return {canonical(m[1]): m[2] for line in lock.read_text().splitlines() if (m := PIN.match(line.strip()))}
+    """``name: version`` of every pin whose environment marker (``; sys_platform == ...``) holds here."""
+    from packaging.markers import Marker
+
+    pins = {}
+    for line in lock.read_text().splitlines():
+        if (m := PIN.match(line.strip())) and (not m[3] or Marker(m[3]).evaluate()):
+            pins[canonical(m[1])] = m[2]
+    return pins
 
 
 def installed() -> dict[str, str]:
