@@ -162,10 +162,9 @@ class PrefectServer:
             return self
         previous = PrefectServer._current
         if previous is not None and previous is not self:
-            if previous.running or (previous._thread is not None and previous._thread.is_alive()):
-                previous.stop()  # e.g. the lesson's setup cell run again: one server per process
-            else:  # already ended (e.g. by process.stop_all): the environment it saved is stale now
-                previous._saved_env, previous.ready, previous._thread = {}, False, None
+            # E.g. the lesson's setup cell run again: one server per process. The environment goes back to
+            # what it would be without the previous server (keeping what others, like setup_lesson, set since).
+            _apply_env(previous._detach())
         PrefectServer._current = self
         self.home.mkdir(parents=True, exist_ok=True)
         self._fresh_database = not empty_stores.restore("prefect", self.database)
@@ -205,21 +204,30 @@ class PrefectServer:
 
     def stop(self) -> None:
         """Flush Prefect's client-side log and event queues, stop the server, restore the environment."""
-        if self.ready:
+        saved = self._saved_env
+        self._end()
+        _apply_env(saved)
+        if saved:
+            _refresh_prefect_settings()
+
+    def _end(self) -> None:
+        """Stop the server process (after flushing what the client queues); leave the environment alone."""
+        if self.ready and self.running:
             flush_client()
         self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        if self._saved_env:
-            _refresh_prefect_settings()
         self._saved_env, self.ready, self._thread = {}, False, None
         if PrefectServer._current is self:
             PrefectServer._current = None
+
+    def _detach(self) -> dict[str, str | None]:
+        """End this server for a new one: the environment without it, keeping values others changed since."""
+        applied = {**self.settings, "PREFECT_API_URL": self.api_url}
+        without = {key: (saved if os.environ.get(key) == applied.get(key) else os.environ.get(key))
+                   for key, saved in self._saved_env.items()}
+        self._end()
+        return without
 
     def describe(self) -> str:
         """One line for the learner: where the server keeps its state (no port, no path)."""
@@ -238,6 +246,15 @@ class PrefectServer:
     def __repr__(self) -> str:
         state = "ready" if self.ready else ("running" if self.running else "stopped")
         return f"<PrefectServer {state}, database {self.database.name} in the workspace>"
+
+
+def _apply_env(values: dict[str, str | None]) -> None:
+    """Set these environment variables (``None``: remove it)."""
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def flush_client() -> None:

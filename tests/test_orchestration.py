@@ -302,6 +302,8 @@ def test_starting_a_second_server_stops_the_first(env, runs, tmp_path):
 
     port = env.server._server.port
     (tmp_path / "other").mkdir()
+    before_api = env.server._saved_env["PREFECT_API_URL"]  # what the environment held before the first server
+    os.environ["PREFECT_HOME"] = str(env.orch.prefect_home(tmp_path / "other"))  # as setup_lesson run again does
     other = env.orch.PrefectServer(tmp_path / "other", console_logs=False)
     try:
         other.start()
@@ -315,7 +317,8 @@ def test_starting_a_second_server_stops_the_first(env, runs, tmp_path):
         assert states(env.orch.task_runs(result.flow_run_id, expected=5))["validate"] == "Completed"
     finally:
         other.stop()
-    assert not other.running and os.environ.get("PREFECT_API_URL") != other.api_url
+    assert not other.running and os.environ.get("PREFECT_API_URL") == before_api
+    assert os.environ["PREFECT_HOME"] == str(env.orch.prefect_home(tmp_path / "other"))  # not the first server's
 
 
 def test_stop_ends_the_server_and_restores_the_environment(env, runs):
