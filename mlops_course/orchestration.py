@@ -171,7 +171,8 @@ def prepare_data(df: pd.DataFrame, data_sha256: str, train_months: list[str],
     """Time-based split into training months and one holdout month (``pipeline.split_by_month``).
 
     Cached on (checksum, months): the table itself is left out of the key (``INPUTS - "df"``) because the
-    checksum already identifies it, and hashing a DataFrame means pickling every column on every call.
+    checksum already identifies it, and Prefect hashes a DataFrame by pickling it, where equal tables need not
+    give equal bytes (a copy hashes differently), so the key could miss for no reason.
     """
     return pipeline.split_by_month(df, train_months, [holdout_month])
 

@@ -412,3 +412,11 @@ def test_importing_the_server_module_writes_no_file(tmp_path):
     assert [p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.name not in ("home", "tmp")] == [
         Path(out.stdout.strip()).relative_to(tmp_path)]
     assert not any(Path(out.stdout.strip()).iterdir())
+
+
+def test_equal_tables_need_not_hash_equal_which_is_why_prepare_leaves_the_table_out():
+    # Lesson 07 says so where it explains INPUTS - "df"; if Prefect changes this, change the lesson.
+    from prefect.utilities.hashing import hash_objects
+
+    bikes = data.load_bikeshare()
+    assert bikes.equals(bikes.copy()) and hash_objects(bikes) != hash_objects(bikes.copy())
