@@ -26,9 +26,8 @@ $(VENV)/done: requirements.lock pyproject.toml
 run: $(VENV)/done  ## execute every lesson into build/executed and print a table
 	$(BIN)/mlops-course run $(LESSONS)
 
-test: $(VENV)/done tools  ## unit tests, notebook hygiene, papermill runs and nbval over every lesson
-	$(BIN)/python -m pytest -n 2 --dist loadfile tests notebooks --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/sanitize.cfg --nbval-cell-timeout 300 -q -p no:cacheprovider
+test: $(VENV)/done tools  ## unit tests, notebook hygiene, every lesson and its learner edition run offline and compared (nbval's comparison), JupyterLab
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests -q -rs -p no:cacheprovider
 
 site: $(VENV)/done  ## render the course as a static offline site in build/site (EDITION=instructor for that one)
 	$(BIN)/mlops-course render --edition $(EDITION) --out build/site
@@ -47,14 +46,14 @@ tools:  ## install the Debian packages above when missing (apt-get; needs root, 
 		else echo "make: missing$$missing; install with: sudo apt-get install$$missing (macOS: brew install prometheus alertmanager, and Chromium)" >&2; fi; \
 	fi
 
-lab: $(VENV)/done  ## JupyterLab on notebooks/, bound to 127.0.0.1
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --allow-root --notebook-dir notebooks
+lab: $(VENV)/done  ## JupyterLab on notebooks/: 127.0.0.1, a token, no news or update checks (mlops_course/lab.py)
+	$(BIN)/mlops-course lab
 
 execute: $(VENV)/done  ## re-execute lessons in place (LESSONS="01 02" for some) and strip volatile metadata
 	$(BIN)/mlops-course execute $(LESSONS)
 
 lock:  ## recompile requirements.lock from pyproject.toml and pins.txt
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -c pins.txt -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -c pins.txt -o requirements.lock
 
 clean:  ## remove the environment, build output and lesson workspaces
 	rm -rf $(VENV) build workspaces *.egg-info

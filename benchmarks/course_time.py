@@ -181,7 +181,7 @@ def main(argv: list[str]) -> int:
                         help="floor before the lessons, or before and after them (default 2)")
     args = parser.parse_args(argv)
     try:
-        chosen = [lessons.find(a) for a in args.lessons] if args.lessons else lessons.available()
+        chosen = [lessons.find(a) for a in args.lessons] if args.lessons else list(lessons.CATALOGUE)
     except lessons.UnknownLessonError as exc:
         parser.error(str(exc))
 

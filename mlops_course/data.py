@@ -43,11 +43,8 @@ def default_path() -> Path:
 
 def sha256_file(path: str | Path) -> str:
     """The SHA-256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 16), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def verify_checksum(path: str | Path, expected: str = EXPECTED_SHA256) -> None:
@@ -76,7 +73,7 @@ def coerce_types(raw: pd.DataFrame, name: str = "data") -> pd.DataFrame:
     if raw.empty:
         raise DataError(f"{name}: has a header but no rows. The data stops after its header: {RESTORE}.")
     df = raw[COLUMNS].copy()
-    if df["season"].dtype == object:  # a numeric column read as text: maybe a second header inside
+    if not pd.api.types.is_numeric_dtype(df["season"]):  # read as text (object or pandas 3's str): a second header?
         repeated = df.astype(str).eq(COLUMNS).all(axis=1)
         if repeated.any():
             raise DataError(f"{name}: line(s) {_rows(repeated)} repeat the header row (two exports pasted "

@@ -6,10 +6,13 @@ traffic) of one feature:
 - :func:`ks_test`: Kolmogorov-Smirnov, the largest gap between the two empirical CDFs (numeric features).
 - :func:`wasserstein`: the area between the two CDFs, in the feature's units (numeric features).
 - :func:`chi2_test`: chi-squared test of homogeneity on the category counts (categorical features).
+- :func:`jensen_shannon`: the Jensen-Shannon distance between the category shares (categorical features).
 - :func:`psi`: Population Stability Index over bins or categories (both kinds).
 
 :func:`drift_table` runs them on every column of a batch and decides per column; :func:`drift_by_month`
-does that for a sequence of batches. NaNs are dropped (their share is reported); empty or all-NaN samples,
+does that for a sequence of batches. Tests assume independent rows, which hourly rows are not:
+:func:`daily` turns hours into one row per day, and :func:`holm` corrects p-values for testing many
+columns and months at once. NaNs are dropped (their share is reported); empty or all-NaN samples,
 categories the reference never had, and mismatched columns raise :class:`DriftInputError`.
 """
 
@@ -29,6 +32,7 @@ from scipy import stats
 PSI_STABLE, PSI_SIGNIFICANT = 0.1, 0.25
 PSI_EPS = 1e-4  # an empty bin's share, so log(0) never happens (Evidently also uses 1e-4 unless a bin is smaller)
 NUMERIC_TESTS = ("wasserstein", "ks")
+CATEGORICAL_TESTS = ("chi2", "jensenshannon")
 
 
 class DriftInputError(ValueError):
@@ -179,28 +183,56 @@ def psi_from_shares(expected, actual, *, eps: float = PSI_EPS) -> float:
 
 
 def psi(reference, current, *, categorical: bool = False, bins: int = 10,
-        categories: Sequence | None = None) -> float:
+        categories: Sequence | None = None, eps: float = PSI_EPS) -> float:
     """Population Stability Index of a feature.
 
     Numeric features are cut into ``bins`` bins at the reference's quantiles (equal shares of the
     reference; repeated edges of discrete features merge), categorical ones use their categories. Then
     :func:`psi_from_shares`. Below 0.1 reads "stable", 0.1-0.25 "moderate", above 0.25 "significant".
+    An empty bin counts as a share of ``eps``: when the two samples hardly overlap, that choice sets the
+    size of the PSI (each empty bin of share e in the reference adds about e * ln(e / eps)).
     """
     if categorical:
         ref_counts, cur_counts = _counts(_labels(reference, "reference"), _labels(current, "current"),
                                          categories, "psi")
-        return psi_from_shares(ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum())
+        return psi_from_shares(ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum(), eps=eps)
     ref, cur = _numeric(reference, "reference"), _numeric(current, "current")
-    return _psi_numeric(ref, cur, bins)
+    return psi_from_shares(*bin_shares(ref, cur, bins), eps=eps)
 
 
-def _psi_numeric(ref: np.ndarray, cur: np.ndarray, bins: int) -> float:
+def bin_shares(reference, current, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Each sample's share in the bins cut at the reference's quantiles (the bins :func:`psi` uses)."""
     if bins < 2:
         raise DriftInputError(f"psi needs at least 2 bins; got {bins}")
+    ref, cur = _numeric(reference, "reference"), _numeric(current, "current")
     inner = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
     ref_share = np.bincount(np.searchsorted(inner, ref, side="right"), minlength=inner.size + 1) / ref.size
     cur_share = np.bincount(np.searchsorted(inner, cur, side="right"), minlength=inner.size + 1) / cur.size
-    return psi_from_shares(ref_share, cur_share)
+    return ref_share, cur_share
+
+
+def jensen_shannon(reference, current, *, categories: Sequence | None = None) -> float:
+    """Jensen-Shannon distance between the category shares of two samples (natural logarithm).
+
+    The square root of the mean Kullback-Leibler divergence of each share vector from their average: 0 for
+    identical shares, at most sqrt(ln 2) = 0.83 for disjoint ones. Unlike a p-value it does not grow with
+    the number of rows. Evidently's default for categorical columns above 1,000 reference rows (drift
+    from 0.1 on); equal to ``scipy.spatial.distance.jensenshannon`` of the shares.
+    """
+    ref_counts, cur_counts = _counts(_labels(reference, "reference"), _labels(current, "current"),
+                                     categories, "jensen_shannon")
+    return _jensen_shannon_counts(ref_counts, cur_counts)
+
+
+def _jensen_shannon_counts(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
+    p, q = ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum()
+    m = (p + q) / 2
+
+    def kl(a: np.ndarray) -> float:
+        inside = a > 0
+        return float(np.sum(a[inside] * np.log(a[inside] / m[inside])))
+
+    return math.sqrt(max((kl(p) + kl(q)) / 2, 0.0))
 
 
 def psi_level(value: float) -> str:
@@ -224,16 +256,20 @@ def _check_columns(reference: pd.DataFrame, current: pd.DataFrame, categorical: 
 
 
 def drift_table(reference: pd.DataFrame, current: pd.DataFrame, *, categorical: Iterable[str] = (),
-                numeric_test: str = "wasserstein", alpha: float = 0.05, distance_threshold: float = 0.1,
-                psi_bins: int = 10) -> pd.DataFrame:
+                numeric_test: str = "wasserstein", categorical_test: str = "chi2", alpha: float = 0.05,
+                distance_threshold: float = 0.1, psi_bins: int = 10, psi_eps: float = PSI_EPS) -> pd.DataFrame:
     """One row per column: the test used, its statistic and p-value, PSI and its level, and the decision.
 
     Numeric columns drift when the normed Wasserstein distance is at least ``distance_threshold``
     (``numeric_test="wasserstein"``) or when the KS p-value is below ``alpha`` (``"ks"``); categorical
-    columns when the chi-squared p-value is below ``alpha``. ``missing`` is the share of NaN in current.
+    columns when the chi-squared p-value is below ``alpha`` (``categorical_test="chi2"``) or when the
+    Jensen-Shannon distance is at least ``distance_threshold`` (``"jensenshannon"``). The distances are
+    Evidently's defaults above 1,000 reference rows. ``missing`` is the share of NaN in current.
     """
     if numeric_test not in NUMERIC_TESTS:
         raise DriftInputError(f"numeric_test must be one of {NUMERIC_TESTS}; got {numeric_test!r}")
+    if categorical_test not in CATEGORICAL_TESTS:
+        raise DriftInputError(f"categorical_test must be one of {CATEGORICAL_TESTS}; got {categorical_test!r}")
     categorical = list(categorical)
     columns = _check_columns(reference, current, categorical)
     rows = []
@@ -242,15 +278,20 @@ def drift_table(reference: pd.DataFrame, current: pd.DataFrame, *, categorical: 
         if col in categorical:
             ref, cur = _labels(reference[col], f"{where} of reference"), _labels(current[col], f"{where} of current")
             ref_counts, cur_counts = _counts(ref, cur, None, where)
-            result = _chi2_counts(ref_counts, cur_counts, True)
-            value = psi_from_shares(ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum())
-            row = {"kind": "categorical", "test": "chi2", "statistic": result.statistic,
-                   "p_value": result.p_value, "drifted": result.p_value < alpha}
+            value = psi_from_shares(ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum(), eps=psi_eps)
+            if categorical_test == "chi2":
+                result = _chi2_counts(ref_counts, cur_counts, True)
+                row = {"kind": "categorical", "test": "chi2", "statistic": result.statistic,
+                       "p_value": result.p_value, "drifted": result.p_value < alpha}
+            else:
+                distance = _jensen_shannon_counts(ref_counts, cur_counts)
+                row = {"kind": "categorical", "test": "jensenshannon", "statistic": distance,
+                       "p_value": float("nan"), "drifted": distance >= distance_threshold}
             present = int(cur.sum())
         else:
             ref = np.sort(_numeric(reference[col], f"{where} of reference"))
             cur = np.sort(_numeric(current[col], f"{where} of current"))
-            value, present = _psi_numeric(ref, cur, psi_bins), cur.size
+            value, present = psi_from_shares(*bin_shares(ref, cur, psi_bins), eps=psi_eps), cur.size
             if numeric_test == "ks":
                 result = _ks_sorted(ref, cur)
                 row = {"kind": "numeric", "test": "ks", "statistic": result.statistic,
@@ -288,3 +329,55 @@ def drift_by_month(reference: pd.DataFrame, batches: Iterable[tuple[str, pd.Data
     matrix = pd.DataFrame(columns)
     matrix.columns.name, matrix.index.name = "month", "feature"
     return matrix
+
+
+def holm(p_values):
+    """Holm-Bonferroni adjusted p-values, same shape (and index, for pandas input) as ``p_values``.
+
+    Testing k hypotheses at level alpha each, about alpha * k of them come out "significant" by chance
+    alone. Holm's step-down method sorts the p-values, multiplies the i-th smallest by (k - i + 1), and
+    keeps the result monotone; an adjusted p below alpha then keeps the chance of even one false alarm
+    among all k tests below alpha. NaNs (columns without a p-value) are left out and stay NaN.
+    """
+    values = np.asarray(p_values, dtype="float64")
+    flat = values.ravel()
+    known = ~np.isnan(flat)
+    if np.any((flat[known] < 0) | (flat[known] > 1)):
+        raise DriftInputError("p-values must lie between 0 and 1")
+    p = flat[known]
+    order = np.argsort(p, kind="stable")
+    steps = (p.size - np.arange(p.size)) * p[order]
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(np.maximum.accumulate(steps), 1.0)
+    out = np.full(flat.shape, np.nan)
+    out[known] = adjusted
+    out = out.reshape(values.shape)
+    if isinstance(p_values, pd.DataFrame):
+        return pd.DataFrame(out, index=p_values.index, columns=p_values.columns)
+    if isinstance(p_values, pd.Series):
+        return pd.Series(out, index=p_values.index, name=p_values.name)
+    return out
+
+
+def daily(rows: pd.DataFrame, day, *, categorical: Iterable[str] = ()) -> pd.DataFrame:
+    """One row per day: numeric columns averaged, categorical ones at their most frequent value that day.
+
+    ``day`` labels each row (a column name or one value per row). Hourly rows of one day share their
+    calendar codes and mostly their weather, so a test on hours counts each day up to 24 times; on days
+    each row is one more independent-ish observation. Ties between categories go to the smaller code.
+    """
+    if not isinstance(day, str) and len(day) != len(rows):
+        raise DriftInputError(f"need one day label per row; got {len(day)} for {len(rows)} rows")
+    keys = rows[day] if isinstance(day, str) else pd.Series(np.asarray(day), index=rows.index)
+    categorical = [c for c in categorical if c in rows.columns]
+    numeric = [c for c in rows.columns if c not in categorical and not (isinstance(day, str) and c == day)]
+    grouped = rows.groupby(keys.to_numpy(), sort=False)
+    out = grouped[numeric].mean() if numeric else pd.DataFrame(index=grouped.size().index)
+    for col in categorical:
+        counts = rows.groupby([keys.to_numpy(), rows[col].to_numpy()], sort=True).size()
+        frame = counts.rename("n").reset_index()
+        frame.columns = ["day", "value", "n"]
+        best = frame.sort_values(["n", "value"], ascending=[False, True]).drop_duplicates("day")
+        out[col] = best.set_index("day")["value"].reindex(out.index).to_numpy()
+    out.index.name = "day"
+    return out[[c for c in rows.columns if c in out.columns]].reset_index(drop=True)

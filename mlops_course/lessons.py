@@ -28,30 +28,27 @@ class LessonInfo:
     def path(self) -> Path:
         return paths.notebooks_dir() / self.filename
 
-    @property
-    def available(self) -> bool:
-        return self.path.is_file()
-
 
 CATALOGUE = [
-    LessonInfo("00", "00-Introduction_to_MLOps", 30, "MLflow, scikit-learn",
+    LessonInfo("00", "00-Introduction_to_MLOps", 35, "MLflow, scikit-learn",
                "What MLOps is, the lifecycle, the tools per stage; a first tracked model on Iris."),
-    LessonInfo("01", "01-Data_Versioning_with_DVC", 45, "DVC, git",
-               "Version the bike-rental data, push/pull a remote, validate it, build a dvc.yaml pipeline."),
+    LessonInfo("01", "01-Data_Versioning_with_DVC", 60, "DVC, git",
+               "Version the bike-rental data, push/pull a remote, validate it, write the stage scripts and "
+               "build the pipeline with dvc stage add."),
     LessonInfo("02", "02-Experiment_Tracking_with_MLflow", 45, "MLflow tracking, mlflow server",
                "Track params, metrics, artifacts and models; search runs; a real tracking server."),
-    LessonInfo("03", "03-Model_Registry_and_Packaging", 45, "MLflow registry, skops, ONNX",
-               "Register, alias and gate models; safe formats; ONNX parity and speed; model card."),
+    LessonInfo("03", "03-Model_Registry_and_Packaging", 50, "MLflow registry, skops, ONNX, hadolint",
+               "Log, register, alias and gate models; safe formats; ONNX parity and speed; Dockerfiles; model card."),
     LessonInfo("04", "04-Model_Deployment_with_FastAPI", 50, "FastAPI, uvicorn, Prometheus client",
                "Serve the champion model over REST with validation, metrics and a load test."),
-    LessonInfo("05", "05-Model_Monitoring_and_Drift", 50, "Prometheus client, SciPy, Evidently",
-               "Watch the model meet the rest of the year: metrics, drift statistics, alerts."),
+    LessonInfo("05", "05-Model_Monitoring_and_Drift", 65, "Prometheus client, SciPy, Evidently, promtool",
+               "Watch the model meet the rest of the year: metrics, honest drift and error statistics, tested alerts."),
     LessonInfo("06", "06-CI_CD_for_ML", 40, "pytest, GitHub Actions, pre-commit",
                "Data and model tests, quality gates, and the workflow that runs them."),
     LessonInfo("07", "07-Workflow_Orchestration_with_Prefect", 60, "Prefect, papermill",
                "Write a flow with retries and parallel tasks; the course's flow: caching, registry, schedules."),
-    LessonInfo("08", "08-End_to_End_MLOps_Pipeline", 60, "all of the above",
-               "The closed loop over 2011: serve, monitor, retrain, gate, promote, reload."),
+    LessonInfo("08", "08-End_to_End_MLOps_Pipeline", 70, "all of the above",
+               "Retraining policies judged against baselines, then the closed loop over 2011 for real."),
 ]
 
 
@@ -71,24 +68,17 @@ def find(name: str) -> LessonInfo:
     raise UnknownLessonError(f"unknown lesson {name!r}: use a number ({known}) or a file name from notebooks/")
 
 
-def available() -> list[LessonInfo]:
-    """The lessons whose notebook exists, in course order."""
-    return [info for info in CATALOGUE if info.available]
-
-
 def module_table(markdown: bool = False) -> str:
     """The module table as plain text (for the terminal) or Markdown (for the READMEs)."""
     if markdown:
         lines = ["| # | Lesson | Minutes | Tools | What you do |", "|---|---|---|---|---|"]
         for i in CATALOGUE:
-            name = f"[{i.title}]({i.filename})" if i.available else f"{i.title} (coming)"
-            lines.append(f"| {i.number} | {name} | {i.minutes} | {i.tools} | {i.summary} |")
+            lines.append(f"| {i.number} | [{i.title}]({i.filename}) | {i.minutes} | {i.tools} | {i.summary} |")
         return "\n".join(lines)
     width = max(len(i.title) for i in CATALOGUE)
     lines = [f"{'#':<3} {'Lesson':<{width}}  {'Min':>3}  Tools"]
     for i in CATALOGUE:
-        mark = "" if i.available else "  (coming)"
-        lines.append(f"{i.number:<3} {i.title:<{width}}  {i.minutes:>3}  {i.tools}{mark}")
+        lines.append(f"{i.number:<3} {i.title:<{width}}  {i.minutes:>3}  {i.tools}")
     return "\n".join(lines)
 
 
@@ -97,7 +87,7 @@ TABLE_END = "<!-- module-table:end -->"
 
 
 def write_readme_table(readme: Path | None = None) -> Path:
-    """Rewrite the module table between the markers in ``notebooks/README.md`` from the files that exist."""
+    """Rewrite the module table between the markers in ``notebooks/README.md`` from the catalogue."""
     readme = readme or paths.notebooks_dir() / "README.md"
     text = readme.read_text()
     head, _, rest = text.partition(TABLE_START)

@@ -1,6 +1,9 @@
-"""Monitoring a deployed model: drift heat map, error per month, Prometheus alert rules, the retrain rule.
+"""Monitoring a deployed model: drift heat map, error per month with its uncertainty, Evidently side by side,
+the monitoring job's Prometheus metrics, and the retrain rule.
 
-The drift statistics themselves live in :mod:`mlops_course.drift`. The retraining decision used by lesson 05
+The drift statistics live in :mod:`mlops_course.drift`, the alerting rules and their promtool tests in
+:mod:`mlops_course.alerts` (``alert_rules``, ``rules_yaml`` and ``validate_alert_rules`` are importable from
+here too). The retraining decision used by lesson 05
 and again by the capstone (lesson 08) is::
 
     should_retrain(drift_share_or_score: float, error: float, *,
@@ -14,25 +17,30 @@ alone may be noise or a labelling problem; both together say the model no longer
 from __future__ import annotations
 
 import math
-import re
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlops_course.alerts import (  # noqa: F401 (the rules' public names stay importable from here)
+    DRIFT_METRICS,
+    DRIFT_SHARE_THRESHOLD,
+    ERROR_BUCKETS,
+    ERROR_METRIC,
+    SERVICE_METRICS,
+    SEVERITIES,
+    AlertRulesError,
+    alert_rules,
+    rules_yaml,
+    validate_alert_rules,
+)
 from mlops_course.drift import PSI_SIGNIFICANT, PSI_STABLE
 
-# Metric names fixed by the service contract (serving.py) and the monitoring job's drift gauges.
-SERVICE_METRICS = ("bike_requests_total", "bike_request_latency_seconds", "bike_prediction_value",
-                   "bike_model_info")
-DRIFT_METRICS = ("bike_feature_drift_psi", "bike_drift_share")
-SEVERITIES = ("page", "ticket")
-_DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
 
-
-class AlertRulesError(ValueError):
-    """A Prometheus rules file that Prometheus would refuse or that would never fire; lists every problem."""
+class LessonStateError(RuntimeError):
+    """A lesson cell needs something an earlier cell makes (e.g. a registered model); says which cell."""
 
 
 # ------------------------------------------------------------------ the retraining decision
@@ -76,17 +84,61 @@ def plot_drift_heatmap(matrix: pd.DataFrame, *, title: str = "PSI per feature an
 
 
 # ------------------------------------------------------------------ performance once labels arrive
-def mae_by_month(y_true: Sequence[float], y_pred: Sequence[float], months: Sequence[str]) -> pd.DataFrame:
-    """Rows, MAE and bias (mean of prediction - truth) per month, months in order of first appearance."""
-    frame = pd.DataFrame({"month": list(months), "err": np.asarray(y_pred, float) - np.asarray(y_true, float)})
+def bootstrap_by_day(values: Sequence[float], days: Sequence, *, n_boot: int = 2000, seed: int = 42,
+                     level: float = 0.95) -> tuple[float, float]:
+    """A percentile bootstrap interval for the mean of hourly values (e.g. absolute errors: the MAE) that
+    resamples whole days, not hours.
+
+    Hours of one day share their weather and their errors, so resampling hours pretends there are up to 24
+    times more independent observations than there are and gives too narrow an interval. Each of ``n_boot``
+    resamples draws as many days as there are, with replacement, and takes the mean over all their hours.
+    Vectorised: one (n_boot x days) index matrix, no Python loop over resamples. Pass one label per hour
+    as ``days`` to get the (too narrow) interval of resampled hours.
+    """
+    errors = np.asarray(values, dtype="float64")
+    labels = np.asarray(days)
+    if errors.size == 0 or errors.shape != labels.shape:
+        raise ValueError(f"need one day label per value and at least one value; got {errors.shape} values "
+                         f"and {labels.shape} day labels")
+    if np.isnan(errors).any():
+        raise ValueError("some values are NaN: drop the hours whose label has not arrived")
+    if not 0 < level < 1 or n_boot < 100:
+        raise ValueError(f"need 0 < level < 1 and n_boot >= 100; got level={level}, n_boot={n_boot}")
+    _, day = np.unique(labels, return_inverse=True)
+    sums, counts = np.bincount(day, weights=errors), np.bincount(day)
+    picks = np.random.default_rng(seed).integers(0, sums.size, size=(n_boot, sums.size))
+    resampled = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    low, high = np.quantile(resampled, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def mae_by_month(y_true: Sequence[float], y_pred: Sequence[float], months: Sequence[str], *,
+                 days: Sequence | None = None, n_boot: int = 2000, seed: int = 42) -> pd.DataFrame:
+    """Per month: rows, MAE, bias (mean of prediction - truth) and the MAE relative to the mean demand.
+
+    With ``days`` (one day label per row) also ``low`` and ``high``, a 95 % interval for the MAE from
+    :func:`bootstrap_by_day` (whole days resampled). Months in order of first appearance.
+    """
+    frame = pd.DataFrame({"month": list(months), "truth": np.asarray(y_true, float),
+                          "err": np.asarray(y_pred, float) - np.asarray(y_true, float)})
     if frame.empty:
         raise ValueError("no predictions to score")
     if frame["err"].isna().any():
         raise ValueError(f"{int(frame['err'].isna().sum())} prediction(s) or label(s) are missing: join the "
                          f"request log with the labels first and drop the rows whose label has not arrived")
-    grouped = frame.groupby("month", sort=False)["err"]
-    return pd.DataFrame({"rows": grouped.size(), "mae": grouped.apply(lambda e: e.abs().mean()),
-                         "bias": grouped.mean()})
+    if days is not None:
+        if len(days) != len(frame):
+            raise ValueError(f"need one day label per row; got {len(days)} for {len(frame)} rows")
+        frame["day"] = np.asarray(days)
+    grouped = frame.groupby("month", sort=False)
+    table = pd.DataFrame({"rows": grouped.size(), "mae": grouped["err"].apply(lambda e: e.abs().mean())})
+    if days is not None:
+        bounds = {m: bootstrap_by_day(g["err"].abs(), g["day"], n_boot=n_boot, seed=seed) for m, g in grouped}
+        table["low"] = [bounds[m][0] for m in table.index]
+        table["high"] = [bounds[m][1] for m in table.index]
+    table["bias"] = grouped["err"].mean()
+    table["relative"] = table["mae"] / grouped["truth"].mean()
+    return table
 
 
 def first_crossing(errors: pd.Series, baseline: float, tolerance: float) -> str | None:
@@ -127,134 +179,83 @@ def evidently_drift(report: Mapping[str, Any]) -> pd.DataFrame:
     return table
 
 
+_EVIDENTLY_TESTS = {"wasserstein distance (normed)": "wasserstein", "k-s p_value": "ks", "ks": "ks",
+                    "jensen-shannon distance": "jensenshannon", "chi-square p_value": "chi2",
+                    "psi": "psi", "z-test p_value": "z"}
+
+
+def evidently_test(method: str) -> str:
+    """Evidently's method name as the course's short test name (``"Wasserstein distance (normed)"`` ->
+    ``"wasserstein"``); an unknown name comes back unchanged."""
+    return _EVIDENTLY_TESTS.get(str(method).strip().lower(), str(method))
+
+
 def compare_drift(ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
     """Our :func:`drift.drift_table` next to :func:`evidently_drift`: tests, verdicts, agreement per column.
 
-    ``same_test`` is true where both used the normed Wasserstein distance (Evidently's choice for numeric
-    columns with more than 1,000 reference rows) or both used Kolmogorov-Smirnov (Evidently's choice up to
-    1,000 rows, or ``DataDriftPreset(num_method="ks")``, whose method is then reported as ``"ks"``).
+    ``evidently_test`` is Evidently's method in the course's short names; ``same_test`` is true where both
+    ran the same test: the normed Wasserstein distance or Kolmogorov-Smirnov for numbers (Evidently's
+    choice above / up to 1,000 reference rows), the Jensen-Shannon distance or chi-squared for categories.
+    ``score_gap`` is how far the two scores are apart where both report the same distance (NaN elsewhere).
     """
     missing = sorted(set(ours.index) ^ set(theirs.index))
     if missing:
         raise ValueError(f"the two tables cover different columns: {missing}")
-    names = {"wasserstein": ("wasserstein", "wasserstein distance (normed)"), "ks": ("ks", "k-s p_value")}
-    same = [str(m).lower() in names.get(t, ()) for t, m in zip(ours["test"], theirs.loc[ours.index, "method"])]
+    theirs = theirs.loc[ours.index]
+    their_tests = [evidently_test(m) for m in theirs["method"]]
+    same = [a == b for a, b in zip(ours["test"], their_tests)]
     out = pd.DataFrame({"ours_test": ours["test"], "ours_drifted": ours["drifted"],
-                        "evidently_method": theirs.loc[ours.index, "method"],
-                        "evidently_drifted": theirs.loc[ours.index, "drifted"], "same_test": same})
+                        "evidently_test": their_tests, "evidently_drifted": theirs["drifted"], "same_test": same})
     out["agree"] = out["ours_drifted"] == out["evidently_drifted"]
+    distance = out["same_test"] & out["ours_test"].isin(["wasserstein", "jensenshannon"])
+    if "statistic" in ours.columns:
+        gap = (ours["statistic"].astype(float) - theirs["score"].astype(float)).abs()
+        out["score_gap"] = gap.where(distance)
+    else:
+        out["score_gap"] = float("nan")
     return out
 
 
-# ------------------------------------------------------------------ Prometheus alerting rules
-def alert_rules(*, error_rate: float = 0.05, rejected_rate: float = 0.2, latency_p99: float = 0.25,
-                psi_threshold: float = PSI_SIGNIFICANT, job: str = "bike-demand") -> dict:
-    """Prometheus alerting rules for the bike service (as a dict; :func:`rules_yaml` writes the file).
+def drift_gauges(table: pd.DataFrame, share: float, registry=None, *, errors: Sequence[float] | None = None) -> str:
+    """The monitoring job's metrics for one window, as the Prometheus text exposition it would serve.
 
-    Service errors (5xx share), rejected inputs (4xx share: often a client sending a new schema), p99
-    latency of ``/predict`` from the histogram, the scrape target being down, and a drift gauge that the
-    monitoring job exports per feature (``bike_feature_drift_psi``).
+    ``bike_feature_drift_psi{feature}`` from the table's ``psi`` column and ``bike_drift_share`` (both
+    rounded to 4 decimals), and with ``errors`` (absolute errors of labelled predictions) the histogram
+    ``bike_prediction_abs_error`` with :data:`alerts.ERROR_BUCKETS`. A fresh registry each call (unless
+    ``registry`` is given), so calling it again never raises "Duplicated timeseries".
     """
-    def rule(name, expr, wait, severity, summary):
-        return {"alert": name, "expr": expr, "for": wait, "labels": {"severity": severity},
-                "annotations": {"summary": summary}}
+    from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 
-    rate = 'sum(rate(bike_requests_total{route="/predict",status=~"%s"}[5m]))'
-    total = 'sum(rate(bike_requests_total{route="/predict"}[5m]))'
-    p99 = ('histogram_quantile(0.99, sum by (le) '
-           '(rate(bike_request_latency_seconds_bucket{route="/predict"}[5m])))')
-    service = [
-        rule("BikeServiceDown", f'up{{job="{job}"}} == 0', "2m", "page", "The bike service is not scraped"),
-        rule("BikeHighErrorRate", f"{rate % '5..'} / {total} > {error_rate}", "5m", "page",
-             f"More than {error_rate:.0%} of /predict requests fail (5xx)"),
-        rule("BikeManyRejectedInputs", f"{rate % '4..'} / {total} > {rejected_rate}", "15m", "ticket",
-             f"More than {rejected_rate:.0%} of /predict inputs are rejected (4xx): a client or schema change?"),
-        rule("BikeSlowPredictions", f"{p99} > {latency_p99}", "10m", "page",
-             f"p99 latency of /predict above {latency_p99} s"),
-    ]
-    drift = [rule("BikeFeatureDrift", f"max by (feature) (bike_feature_drift_psi) > {psi_threshold}", "0m",
-                  "ticket", f"A feature's PSI against the training data is above {psi_threshold}")]
-    return {"groups": [{"name": "bike-service", "rules": service},
-                       {"name": "bike-model-drift", "interval": "1h", "rules": drift}]}
-
-
-def rules_yaml(rules: Mapping | None = None) -> str:
-    """The rules as the YAML text of a Prometheus ``rule_files`` entry."""
-    import yaml
-
-    return yaml.safe_dump(dict(rules or alert_rules()), sort_keys=False, width=140)
-
-
-def _balanced(expr: str) -> bool:
-    depth = {"(": 0, "[": 0, "{": 0}
-    closing = {")": "(", "]": "[", "}": "{"}
-    for ch in re.sub(r'"[^"]*"', "", expr):
-        if ch in depth:
-            depth[ch] += 1
-        elif ch in closing:
-            depth[closing[ch]] -= 1
-            if depth[closing[ch]] < 0:
-                return False
-    return not any(depth.values())
-
-
-def validate_alert_rules(text: str, known_metrics: Sequence[str] = SERVICE_METRICS + DRIFT_METRICS + ("up",)
-                         ) -> list[str]:
-    """Check a rules file's structure (what ``promtool check rules`` checks first) and that every
-    expression uses metrics that exist; return the alert names or raise :class:`AlertRulesError`."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise AlertRulesError(f"not valid YAML: {exc}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("groups"), list) or not doc["groups"]:
-        raise AlertRulesError("a rules file is a mapping with a non-empty list under 'groups'")
-    problems, names, groups = [], [], set()
-    for g, group in enumerate(doc["groups"]):
-        gname = group.get("name") if isinstance(group, dict) else None
-        if not gname or gname in groups:
-            problems.append(f"group {g}: needs a unique 'name'")
-        groups.add(gname)
-        for r, item in enumerate(group.get("rules") or [] if isinstance(group, dict) else []):
-            where = f"group {gname!r} rule {r}"
-            if not isinstance(item, dict) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(item.get("alert", ""))):
-                problems.append(f"{where}: 'alert' must be a name like BikeHighErrorRate")
-                continue
-            where, expr = f"alert {item['alert']}", str(item.get("expr", "")).strip()
-            names.append(item["alert"])
-            if not expr or not _balanced(expr):
-                problems.append(f"{where}: 'expr' is empty or its brackets do not balance")
-            tokens = re.findall(r"\b(bike_[a-z0-9_]+|up)\b", re.sub(r'"[^"]*"', "", expr))
-            used = {re.sub(r"_(bucket|count|sum)$", "", t) for t in tokens}
-            if expr and not used:
-                problems.append(f"{where}: 'expr' uses no known metric")
-            unknown = sorted(m for m in used if m not in known_metrics)
-            if unknown:
-                problems.append(f"{where}: unknown metric(s) {unknown}; known: {list(known_metrics)}")
-            if "for" in item and not _DURATION.match(str(item["for"])):
-                problems.append(f"{where}: 'for' must be a duration like 5m, got {item['for']!r}")
-            if (item.get("labels") or {}).get("severity") not in SEVERITIES:
-                problems.append(f"{where}: labels.severity must be one of {SEVERITIES}")
-            if not (item.get("annotations") or {}).get("summary"):
-                problems.append(f"{where}: annotations.summary is missing (it is what the on-call person reads)")
-    if names and len(set(names)) != len(names):
-        problems.append(f"alert names repeat: {sorted(n for n in set(names) if names.count(n) > 1)}")
-    if not names and not problems:
-        problems.append("no alerting rules at all")
-    if problems:
-        raise AlertRulesError("invalid alerting rules:\n- " + "\n- ".join(problems))
-    return names
-
-
-def drift_gauges(table: pd.DataFrame, share: float, registry=None) -> str:
-    """Export a drift table as Prometheus gauges (``bike_feature_drift_psi{feature}``, ``bike_drift_share``)
-    in a fresh registry and return the exposition text the monitoring job would serve."""
-    from prometheus_client import CollectorRegistry, Gauge, generate_latest
-
+    if "psi" not in table.columns or table.empty:
+        raise ValueError("need a drift table with a 'psi' column and one row per feature (drift.drift_table)")
+    if table.index.has_duplicates:
+        raise ValueError(f"features repeat in the table: {sorted(set(table.index[table.index.duplicated()]))}")
+    if not 0.0 <= float(share) <= 1.0:
+        raise ValueError(f"share must be between 0 and 1 (a share of features); got {share}")
     registry = registry or CollectorRegistry()
-    psi = Gauge("bike_feature_drift_psi", "PSI of a feature vs the training data", ["feature"], registry=registry)
+    psi_name, share_name = DRIFT_METRICS
+    psi = Gauge(psi_name, "PSI of a feature against the training data", ["feature"], registry=registry)
     for feature, value in table["psi"].items():
         psi.labels(feature=str(feature)).set(round(float(value), 4))
-    Gauge("bike_drift_share", "Share of features that drifted", registry=registry).set(round(float(share), 4))
+    Gauge(share_name, "Share of features that drifted", registry=registry).set(round(float(share), 4))
+    if errors is not None:
+        histogram = Histogram(ERROR_METRIC, "Absolute error of a labelled prediction, bikes per hour",
+                              buckets=ERROR_BUCKETS, registry=registry)
+        for value in np.asarray(errors, dtype="float64"):
+            histogram.observe(float(value))
     return generate_latest(registry).decode()
+
+
+def require_champion(run_first: str, name: str | None = None, alias: str = "champion") -> str:
+    """The version ``models:/<name>@<alias>`` points at in the current MLflow store, checked before a
+    service is started on it. When there is none (e.g. the setup cell ran again and made a fresh store),
+    one line names the cell to run first, then :class:`LessonStateError` is raised."""
+    from mlops_course import registry
+
+    name = name or registry.MODEL_NAME
+    try:
+        return str(registry.version_by_alias(alias, name).version)
+    except registry.AliasError as exc:
+        message = f"{exc}. Run {run_first} first, then this cell again."
+        print(message, file=sys.stderr, flush=True)
+        raise LessonStateError(message) from None

@@ -174,14 +174,15 @@ def train(train_df: pd.DataFrame, kind: str = "random_forest", **params: Any):
 
 # ---------------------------------------------------------------- evaluate
 def metrics(y_true: Sequence[float], y_pred: Sequence[float]) -> dict[str, float]:
-    """MAE, RMSE and R^2 of predictions, as plain floats."""
+    """MAE, RMSE and R^2 of predictions (scikit-learn's), as plain floats; R^2 is NaN for a constant target."""
+    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
     y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
     if y_true.shape != y_pred.shape or y_true.size == 0:
         raise ValueError(f"need two non-empty arrays of one length; got {y_true.shape} and {y_pred.shape}")
-    err = y_pred - y_true
-    ss_tot = float(((y_true - y_true.mean()) ** 2).sum())
-    return {"mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err**2).mean())),
-            "r2": 1.0 - float((err**2).sum()) / ss_tot if ss_tot else float("nan")}
+    constant = bool(np.all(y_true == y_true[0]))
+    return {"mae": float(mean_absolute_error(y_true, y_pred)), "rmse": float(root_mean_squared_error(y_true, y_pred)),
+            "r2": float("nan") if constant else float(r2_score(y_true, y_pred))}
 
 
 def evaluate(model, df: pd.DataFrame) -> dict[str, float]:

@@ -132,6 +132,7 @@ class GateResult:
     challenger_mae: float
     champion_mae: float | None
     reason: str
+    margin: float = 0.0  # the relative margin the challenger had to beat the champion by
 
     def __str__(self) -> str:
         return self.reason
@@ -177,7 +178,8 @@ def promote_if_better(challenger_version: str, holdout: pd.DataFrame, *, name: s
     promoted, reason = gate(challenger_mae, champion_mae, margin)
     if promoted:
         client.set_registered_model_alias(name, champion_alias, challenger_version)
-    return GateResult(promoted, challenger_version, champion_version, challenger_mae, champion_mae, reason)
+    return GateResult(promoted, challenger_version, champion_version, challenger_mae, champion_mae, reason,
+                      float(margin))
 
 
 def log_model_card(card_path, version: str | int, name: str = MODEL_NAME) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_course import paths
+from mlops_course import lab, paths
 from mlops_course.lessons import LessonInfo
 
 KERNEL = "python3"
@@ -81,7 +81,7 @@ def execute(lesson: LessonInfo, out_dir: Path, params: Mapping[str, Any] | None 
         # rewrites of a notebook full of figures cost about half a second of CPU per lesson.
         pm.execute_notebook(str(lesson.path), str(output), parameters=dict(params or {}), kernel_name=KERNEL,
                             cwd=str(paths.notebooks_dir()), progress_bar=progress, log_output=False,
-                            request_save_on_cell_execute=False)
+                            request_save_on_cell_execute=False, config=lab.kernel_config())
     except Exception as exc:  # noqa: BLE001 - papermill raises PapermillExecutionError; kernels can die in other ways
         return LessonResult(lesson, "failed", time.perf_counter() - start, output, _describe_failure(exc))
     return LessonResult(lesson, "ok", time.perf_counter() - start, output)

@@ -3,7 +3,9 @@ read the request log it writes, and scrape and parse its Prometheus ``/metrics``
 
 The service itself is :mod:`mlops_course.serving` (lesson 04); this module is only its client. The request
 log has one JSON line per ``/predict`` call: ``request_id``, ``time``, ``model_version``, ``inputs`` (rows)
-and ``predictions``.
+and ``predictions``. A client that sends ``x-request-id`` gets that id logged: with the day's date as the id
+(:func:`dates`), each logged row's key is its date and hour, which is how labels that arrive later are
+joined to what the service really saw (:func:`label_keys`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_course import pipeline
+from mlops_course import data, pipeline
 
 INTEGER_FEATURES = ("hr", "weekday", "workingday", "holiday", "weather")
+YEAR = 2011  # the year of the bike data (data/README.md); its ``day`` column is the day of that year
 
 
 class TrafficError(RuntimeError):
@@ -36,10 +39,42 @@ def feature_rows(features: pd.DataFrame) -> list[dict]:
     return rows
 
 
+def dates(rows: pd.DataFrame) -> pd.Series:
+    """The ISO date (``"2011-06-01"``) of each row of the bike data, from its day-of-year column ``day``."""
+    if "day" not in rows.columns:
+        raise TrafficError("rows lack the 'day' column (day of the year): pass rows of data.load_bikeshare()")
+    stamps = pd.Timestamp(f"{YEAR}-01-01") + pd.to_timedelta(rows["day"].astype("int64") - 1, unit="D")
+    return pd.Series(stamps.dt.strftime("%Y-%m-%d").to_numpy(), index=rows.index, name="date")
+
+
+def label_keys(log: pd.DataFrame) -> pd.DataFrame:
+    """``day`` (of the year) and ``month`` of each logged prediction, from the request id it carried.
+
+    The request id is the date the client sent as ``x-request-id`` (see :func:`dates`); with ``hr``, one of
+    the logged inputs, ``(day, hr)`` is the key under which the true count arrives later, so the client's
+    own record of what it sent is not needed. A request id that is not a date raises :class:`TrafficError`.
+    """
+    for column in ("request_id", "hr"):
+        if column not in log.columns:
+            raise TrafficError(f"the log table lacks {column!r}: read it with traffic.read_request_log")
+    when = pd.to_datetime(log["request_id"], format="%Y-%m-%d", errors="coerce")
+    if when.isna().any():
+        bad = sorted(set(log.loc[when.isna(), "request_id"].astype(str)))[:3]
+        raise TrafficError(f"request id(s) {bad} are not dates (YYYY-MM-DD): send each day's date as "
+                           f"x-request-id, or drop the requests that were not part of the replay first")
+    if (when.dt.year != YEAR).any():
+        raise TrafficError(f"request dates outside {YEAR}, the year of the bike data")
+    month_names = data.MONTHS
+    return pd.DataFrame({"day": when.dt.dayofyear.astype("int64").to_numpy(),
+                         "month": [month_names[m - 1] for m in when.dt.month]}, index=log.index)
+
+
 def replay(url: str, batches: Iterable[tuple[str, pd.DataFrame]], *, rows_per_request: int = 24,
-           client=None, timeout: float = 30.0) -> pd.DataFrame:
+           client=None, timeout: float = 30.0, key: str | None = None) -> pd.DataFrame:
     """POST each month's feature rows to ``{url}/predict``, ``rows_per_request`` at a time (24 = one day).
 
+    With ``key`` (a column of the batches, e.g. ``"date"`` from :func:`dates`), one request goes per run of
+    equal values instead, and that value is sent as ``x-request-id``, so the service logs it.
     Returns one row per prediction: ``month``, ``row`` (position in the month's batch), ``request_id``,
     ``model_version`` and ``prediction``. Any non-200 answer raises :class:`TrafficError` with its body.
     ``client`` may be an ``httpx.Client`` (or FastAPI's ``TestClient``); by default one is opened here.
@@ -54,9 +89,18 @@ def replay(url: str, batches: Iterable[tuple[str, pd.DataFrame]], *, rows_per_re
     try:
         for month, batch in batches:
             rows = feature_rows(batch)
-            for start in range(0, len(rows), rows_per_request):
-                chunk = rows[start:start + rows_per_request]
-                response = client.post(f"{url.rstrip('/')}/predict", json={"rows": chunk})
+            if key is None:
+                chunks = [(start, rows[start:start + rows_per_request], None)
+                          for start in range(0, len(rows), rows_per_request)]
+            else:
+                if key not in batch.columns:
+                    raise TrafficError(f"{month}: the batch has no {key!r} column to send as x-request-id")
+                values = batch[key].astype(str).to_numpy()
+                starts = [0] + [i for i in range(1, len(values)) if values[i] != values[i - 1]]
+                chunks = [(a, rows[a:b], values[a]) for a, b in zip(starts, starts[1:] + [len(values)])]
+            for start, chunk, request_id in chunks:
+                headers = {"x-request-id": request_id} if request_id is not None else None
+                response = client.post(f"{url.rstrip('/')}/predict", json={"rows": chunk}, headers=headers)
                 if response.status_code != 200:
                     raise TrafficError(f"{month}: POST /predict answered {response.status_code}: "
                                        f"{response.text[:300]}")

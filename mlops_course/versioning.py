@@ -48,6 +48,7 @@ COMMAND_ENV = {**GIT_ENV, "DVC_NO_ANALYTICS": "1", "GIT_PAGER": "cat", "PAGER": 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 GIT_ADD_HINT = re.compile(r"^(\tgit add )(.+)$", re.MULTILINE)
 DVC_LOGGERS = ("dvc", "dvc_objects", "dvc_data")
+COLORAMA_STREAMS = ("orig_stdout", "orig_stderr", "wrapped_stdout", "wrapped_stderr")
 
 
 class CommandError(RuntimeError):
@@ -162,7 +163,14 @@ def _dvc_in_process(args: list[str], cwd: Path, env: Mapping[str, str]) -> tuple
         # DVC prints tables and some messages with `rich`, which would detect Jupyter and send them to the
         # notebook's display directly, out of order; plain consoles on our file keep them in the text.
         saved_consoles = {key: ui.__dict__.get(key) for key in ("rich_console", "error_console")}
+        # DVC writes JSON (`--json`) with colorama switched off, which puts back the streams colorama saw
+        # when dvc was imported (the notebook's, or pytest's): point colorama at our file for the call.
+        colorama_state = sys.modules.get("colorama.initialise")
+        saved_colorama = {key: getattr(colorama_state, key) for key in COLORAMA_STREAMS
+                          if colorama_state is not None and hasattr(colorama_state, key)}
         try:
+            for key in saved_colorama:
+                setattr(colorama_state, key, writer)
             os.dup2(tmp.fileno(), 1)
             os.dup2(tmp.fileno(), 2)
             sys.stdout = sys.stderr = writer
@@ -183,6 +191,8 @@ def _dvc_in_process(args: list[str], cwd: Path, env: Mapping[str, str]) -> tuple
             with contextlib.suppress(Exception):
                 writer.flush()
             os.chdir(saved_cwd)
+            for key, stream in saved_colorama.items():
+                setattr(colorama_state, key, stream)
             for key, console in saved_consoles.items():
                 if console is None:
                     ui.__dict__.pop(key, None)
@@ -272,7 +282,8 @@ def init_repo(path: str | os.PathLike, *, quiet: bool = False, commit: bool = Tr
     """
     repo = Path(path)
     if (repo / ".git").exists() or (repo / ".dvc").exists():
-        raise FileExistsError(f"{repo.name!r} already holds a git or DVC repository; use a new folder")
+        raise FileExistsError(f"{repo.name!r} already holds a git or DVC repository; use a new folder (running "
+                              f"a lesson again? run its setup cell first: it gives a fresh workspace)")
     repo.mkdir(parents=True, exist_ok=True)
     for cmd in ("git init -b main",
                 f"git config user.name {shlex.quote(GIT_USER[0])}",

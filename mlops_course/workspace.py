@@ -19,31 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops_course import empty_stores, paths
+from mlops_course.offline import OFFLINE_ENV, TELEMETRY_OFF  # noqa: F401 - TELEMETRY_OFF: part of this module's API
 
 SEED = 42
-
-# Telemetry and analytics off for every tool the course uses. ONNX Runtime's telemetry looks its host up
-# from a native thread and keeps a device id under ~/.cache; MLflow's writes ~/.config/mlflow. Both read
-# their switch when imported, so importing mlops_course sets these first (see __init__.py).
-TELEMETRY_OFF = {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "true",
-    "DVC_NO_ANALYTICS": "1",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
-    "ORT_DISABLE_TELEMETRY": "1",
-}
-# Switches that keep every tool the course runs quiet and offline.
-OFFLINE_ENV = {
-    **TELEMETRY_OFF,
-    "MLFLOW_ENABLE_ARTIFACTS_DESTINATION": "false",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-    "TQDM_DISABLE": "1",
-    "PYTHONWARNINGS": "ignore",
-    "GIT_PAGER": "cat",
-    "PAGER": "cat",
-}
-
 
 @dataclass(frozen=True)
 class Lesson:
@@ -151,7 +129,6 @@ def display_settings() -> None:
     mpl.rcParams.update({"figure.figsize": (7.0, 3.6), "figure.dpi": 90, "axes.grid": True,
                          "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False})
     # Notices that say nothing about the lesson and would only clutter stored outputs.
-    warnings.filterwarnings("ignore", message="IProgress not found")
     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)

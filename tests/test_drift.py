@@ -192,3 +192,90 @@ def test_bad_options_and_labels_as_numbers_are_refused():
         drift.drift_table(ref, ref, categorical=["city"], numeric_test="t-test")
     with pytest.raises(DriftInputError, match="at least 2 bins"):
         drift.psi([1.0, 2.0], [1.0, 2.0], bins=1)
+    with pytest.raises(DriftInputError, match="categorical_test"):
+        drift.drift_table(ref, ref, categorical=["city"], categorical_test="g-test")
+
+
+# ------------------------------------------------------------------ Jensen-Shannon, empty bins, Holm, days
+@pytest.mark.parametrize("seed,n,m", CASES)
+def test_jensen_shannon_agrees_with_scipy(seed, n, m):
+    from scipy.spatial import distance
+
+    rng = np.random.default_rng(seed)
+    labels = ["sun", "cloud", "rain", "snow"]
+    a = rng.choice(labels, size=n, p=[0.5, 0.3, 0.15, 0.05])
+    b = rng.choice(labels, size=m, p=[0.3, 0.3, 0.3, 0.1])
+    shares = [pd.Series(x).value_counts(normalize=True).reindex(labels, fill_value=0.0) for x in (a, b)]
+    assert abs(drift.jensen_shannon(a, b) - distance.jensenshannon(*shares)) < 1e-12
+
+
+def test_jensen_shannon_bounds_and_its_verdict_in_the_table():
+    assert drift.jensen_shannon(["a", "b"] * 10, ["a", "b"] * 30) == 0.0
+    disjoint = drift.jensen_shannon(["a"] * 10, ["b"] * 10, categories=["a", "b"])
+    assert disjoint == pytest.approx(math.sqrt(math.log(2)))
+    ref = pd.DataFrame({"weather": [1.0] * 60 + [2.0] * 40})
+    cur = pd.DataFrame({"weather": [1.0] * 30 + [2.0] * 70})
+    table = drift.drift_table(ref, cur, categorical=["weather"], categorical_test="jensenshannon")
+    row = table.loc["weather"]
+    assert row["test"] == "jensenshannon" and math.isnan(row["p_value"])
+    assert row["statistic"] == pytest.approx(drift.jensen_shannon(ref["weather"], cur["weather"]))
+    assert bool(row["drifted"]) is bool(row["statistic"] >= 0.1) is True
+    # the same distance does not grow with the number of rows, unlike the chi-squared p-value
+    ten_times = drift.drift_table(pd.concat([ref] * 10), pd.concat([cur] * 10), categorical=["weather"],
+                                  categorical_test="jensenshannon")
+    assert ten_times.loc["weather", "statistic"] == pytest.approx(row["statistic"])
+
+
+def test_the_empty_bin_value_sets_the_size_of_the_psi_of_non_overlapping_samples():
+    reference, current = np.linspace(0.0, 1.0, 1000), np.linspace(2.0, 3.0, 300)
+    ref_share, cur_share = drift.bin_shares(reference, current)
+    assert ref_share.tolist() == pytest.approx([0.1] * 10) and cur_share.tolist() == [0.0] * 9 + [1.0]
+    small, usual, large = (drift.psi(reference, current, eps=eps) for eps in (1e-6, drift.PSI_EPS, 1e-2))
+    assert small > usual > large > drift.PSI_SIGNIFICANT  # the size moves with eps, the level does not
+    # 9 empty bins of share 0.1 each add (0.1 - eps) * ln(0.1 / eps)
+    expected = 9 * (0.1 - 1e-6) * math.log(0.1 / 1e-6) + (1 - 0.1) * math.log(1 / 0.1)
+    assert small == pytest.approx(expected)
+    table = drift.drift_table(pd.DataFrame({"x": reference}), pd.DataFrame({"x": current}), psi_eps=1e-6)
+    assert table.loc["x", "psi"] == pytest.approx(small)
+
+
+def test_holm_matches_the_step_down_rule_and_keeps_shape_and_nan():
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> monotone: 0.02, 0.03, 0.06, 0.06
+    assert drift.holm(p).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    frame = pd.DataFrame({"June": [0.01, np.nan], "July": [0.04, 0.5]}, index=["temp", "hr"])
+    adjusted = drift.holm(frame)
+    assert list(adjusted.index) == ["temp", "hr"] and list(adjusted.columns) == ["June", "July"]
+    assert math.isnan(adjusted.loc["hr", "June"])
+    assert adjusted.loc["temp", "June"] == pytest.approx(0.03) and adjusted.loc["hr", "July"] == pytest.approx(0.5)
+    assert drift.holm(pd.Series([0.2, 0.9], name="p")).tolist() == [0.4, 0.9]
+    with pytest.raises(DriftInputError, match="between 0 and 1"):
+        drift.holm([0.5, 1.5])
+
+
+def test_holm_keeps_false_alarms_rare_where_raw_p_values_do_not():
+    rng = np.random.default_rng(7)
+    p = np.array([drift.ks_test(rng.normal(size=200), rng.normal(size=200)).p_value for _ in range(60)])
+    assert (p < 0.05).sum() >= 1  # about 3 of 60 identical-distribution tests look "significant"
+    assert (drift.holm(p) < 0.05).sum() == 0
+
+
+def test_daily_averages_numbers_and_takes_the_most_frequent_category():
+    hours = pd.DataFrame({"temp": [0.2, 0.4, 0.6, 0.1], "weather": [2.0, 1.0, 2.0, 3.0],
+                          "holiday": [0.0, 0.0, 0.0, 1.0]})
+    days = drift.daily(hours, [5, 5, 5, 6], categorical=["weather", "holiday"])
+    assert days.to_dict("list") == {"temp": [pytest.approx(0.4), 0.1], "weather": [2.0, 3.0], "holiday": [0.0, 1.0]}
+    tie = drift.daily(pd.DataFrame({"weather": [3.0, 1.0]}), [1, 1], categorical=["weather"])
+    assert tie["weather"].tolist() == [1.0]  # a tie goes to the smaller code
+    named = drift.daily(hours.assign(day=[5, 5, 5, 6]), "day", categorical=["weather"])
+    assert list(named.columns) == ["temp", "weather", "holiday"] and len(named) == 2
+    with pytest.raises(DriftInputError, match="one day label per row"):
+        drift.daily(hours, [1, 2])
+
+
+def test_a_calendar_code_repeated_24_times_looks_significant_on_hours_but_not_on_days():
+    rng = np.random.default_rng(11)
+    ref_days, cur_days = rng.choice([0.0, 1.0], 120, p=[0.97, 0.03]), np.array([0.0] * 28 + [1.0] * 2)
+    hourly = drift.chi2_test(np.repeat(ref_days, 24), np.repeat(cur_days, 24), categories=[0.0, 1.0])
+    on_days = drift.chi2_test(ref_days, cur_days, categories=[0.0, 1.0])
+    assert on_days.p_value > 0.05 and hourly.p_value < on_days.p_value / 10

@@ -1,8 +1,14 @@
 """The lock file pins everything; environment.yml agrees with it; pyproject names the course's tools."""
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
+from pathlib import Path
 
+import pytest
 import yaml
 from conftest import REPO
 
@@ -62,3 +68,28 @@ def test_pyproject_names_the_course_tools():
         assert tool in lock_pins(), f"{tool} missing from the lock"
     assert project["requires-python"] == ">=3.11"
     assert project["scripts"]["mlops-course"] == "mlops_course.cli:main"
+
+
+# Platforms the lock must install on from wheels alone (pure-Python sdists excepted): Linux, and macOS 14+ on
+# Apple silicon (onnxruntime's macOS wheels need 14). Intel Macs would have to build cryptography and others
+# from source: not supported (README).
+PLATFORMS = {"x86_64-unknown-linux-gnu": {}, "aarch64-unknown-linux-gnu": {},
+             "aarch64-apple-darwin": {"MACOSX_DEPLOYMENT_TARGET": "14.0"}}
+PURE_PYTHON_SDISTS = ("antlr4-python3-runtime",)
+
+
+@pytest.mark.parametrize("platform", sorted(PLATFORMS))
+def test_lock_installs_from_wheels_on(platform, tmp_path):
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    assert uv, "uv is installed by make (.venv/bin/uv)"
+    command = [uv, "pip", "install", "--dry-run", "-q", "--no-deps", "--only-binary", ":all:",
+               *[a for name in PURE_PYTHON_SDISTS for a in ("--no-binary", name)], "--python-platform", platform,
+               "--python-version", "3.11", "--target", str(tmp_path), "-r", str(REPO / "requirements.lock")]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **PLATFORMS[platform]},
+                          timeout=300, check=False)
+    assert done.returncode == 0, f"the lock does not install on {platform}:\n{done.stderr[-1500:]}"
+
+
+def test_lock_is_universal():
+    header = (REPO / "requirements.lock").read_text().splitlines()[1]
+    assert "--universal" in header and "--universal" in (REPO / "Makefile").read_text()

@@ -3,22 +3,34 @@ import shutil
 
 import mlflow
 import pytest
+from sklearn.metrics import mean_absolute_error
 
+from mlops_course import data, pipeline
 from mlops_course.exercises import evaluate
 
 EXPERIMENT = "bike-demand"
+TRAIN_MONTHS = ["Jan"]
 CANDIDATES = [("rf-max_depth=6", "random_forest", 54.3), ("rf-max_depth=14", "random_forest", 46.5),
               ("gb-learning_rate=0.2", "gradient_boosting", 45.3), ("gb-learning_rate=0.1", "gradient_boosting", 45.6),
               ("ridge-alpha=10.0", "ridge", 94.8)]
+
+
+def train_months_frame():
+    return data.select_months(data.load_bikeshare(), TRAIN_MONTHS)
+
+
+def baseline_model():
+    return pipeline.train(train_months_frame(), "random_forest", n_estimators=5, max_depth=6)
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
     """A tracking store shaped like the lesson's (baseline, a search with nested children, an autolog run),
     built once; each test gets a copy of its database file."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    folder = tmp_path_factory.mktemp("template")
+    path = folder / "mlflow.db"
     client = mlflow.MlflowClient(f"sqlite:///{path}")
-    experiment_id = client.create_experiment(EXPERIMENT)
+    experiment_id = client.create_experiment(EXPERIMENT, artifact_location=(folder / "artifacts").as_uri())
 
     def run(name, params=None, metrics=None, parent=None):
         tags = {"mlflow.parentRunId": parent} if parent else None
@@ -31,6 +43,15 @@ def template(tmp_path_factory):
         return created.info.run_id
 
     ids = {"baseline": run("rf-baseline", {"model_kind": "random_forest"}, {"valid_mae": 46.7})}
+    client.set_tag(ids["baseline"], "train_months", ",".join(TRAIN_MONTHS))
+    saved_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{path}")
+    try:
+        with mlflow.start_run(run_id=ids["baseline"]):  # the baseline's model, as section 2 logs it
+            mlflow.sklearn.log_model(baseline_model(), name="model", pip_requirements=["scikit-learn", "skops"],
+                                     skops_trusted_types=pipeline.SKOPS_TRUSTED["random_forest"])
+    finally:
+        mlflow.set_tracking_uri(saved_uri)
     parent = run("search", {"families": "random_forest,gradient_boosting,ridge"})
     for name, kind, mae in CANDIDATES:
         ids[name] = run(name, {"model_kind": kind}, {"valid_mae": mae}, parent=parent)
@@ -54,11 +75,33 @@ def store(lesson_env, template):
 
 
 # ---------------------------------------------------------------- 02.1 log a missing metric
+def logged_model():
+    found = mlflow.search_logged_models(output_format="list")
+    return mlflow.sklearn.load_model(found[0].model_uri)
+
+
 def test_missing_metric_right_answer(store):
+    train_mae = pipeline.evaluate(logged_model(), train_months_frame())["mae"]
     with mlflow.start_run(run_id=store["baseline"]):
-        mlflow.log_metric("train_mae", 13.4)
+        mlflow.log_metric("train_mae", train_mae)
     feedback = evaluate("02.1", "rf-baseline")
-    assert feedback.ok and "13.40" in feedback.message and "46.70" in feedback.message
+    assert feedback.ok and f"{train_mae:.2f}" in feedback.message and "46.70" in feedback.message
+
+
+def test_missing_metric_another_right_answer_sklearn_and_rounded(store):
+    frame = train_months_frame()
+    X, y = pipeline.xy(frame)
+    with mlflow.start_run(run_id=store["baseline"]):
+        mlflow.log_metric("train_mae", round(mean_absolute_error(y, logged_model().predict(X)), 2))
+    assert evaluate("02.1", "rf-baseline").ok
+
+
+def test_missing_metric_a_plausible_made_up_number(store):
+    train_mae = pipeline.evaluate(logged_model(), train_months_frame())["mae"]
+    with mlflow.start_run(run_id=store["baseline"]):
+        mlflow.log_metric("train_mae", train_mae + 3)
+    feedback = evaluate("02.1", "rf-baseline")
+    assert not feedback.ok and "the run's model has MAE" in feedback.message and "train_df" in feedback.hint
 
 
 def test_missing_metric_not_logged_yet(store):
@@ -104,6 +147,15 @@ def test_missing_metric_bad_answers(store):
 def test_best_forest_right_answer(store):
     feedback = evaluate("02.2", "rf-max_depth=14")
     assert feedback.ok and "46.50" in feedback.message
+
+
+def test_best_forest_accepts_either_of_two_tied_forests(store):
+    client = mlflow.MlflowClient()
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
+    tied = client.create_run(experiment, run_name="rf-max_depth=16")
+    client.log_param(tied.info.run_id, "model_kind", "random_forest")
+    client.log_metric(tied.info.run_id, "valid_mae", 46.5)
+    assert evaluate("02.2", "rf-max_depth=14").ok and evaluate("02.2", "rf-max_depth=16").ok
 
 
 def test_best_forest_overall_best_of_another_family(store):

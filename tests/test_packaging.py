@@ -93,12 +93,20 @@ def test_dockerfile_recipe():
     lines = text.splitlines()
     assert "FROM python:3.12-slim" in lines
     assert lines.index("COPY requirements.txt .") < lines.index("COPY model/ /srv/model/")
-    assert "USER app" in lines and "EXPOSE 9000" in lines
+    assert "USER 10001" in lines and "EXPOSE 9000" in lines
     cmd = next(line for line in lines if line.startswith("CMD"))
     assert '"mlflow", "models", "serve"' in cmd
     import sys
 
     assert f"FROM python:{sys.version_info.major}.{sys.version_info.minor}-slim" in packaging.dockerfile()
+
+
+def test_dockerfile_passes_hadolint(tmp_path):
+    from mlops_course import lint
+
+    (tmp_path / "Dockerfile").write_text(packaging.dockerfile())
+    verdict = lint.hadolint(tmp_path / "Dockerfile")
+    assert verdict.ok, verdict
 
 
 @pytest.mark.parametrize("kwargs,message", [({"python": "latest"}, "python must be a version"),
@@ -188,6 +196,9 @@ def test_serving_bundle_is_complete_and_loads(registered, jan_feb):
     assert any(r.startswith("mlflow==") for r in requirements)
     assert any(r.startswith("scikit-learn==") for r in requirements)
     assert "COPY model/ /srv/model/" in (bundle / "Dockerfile").read_text()
+    from mlops_course import lint
+
+    assert lint.hadolint(bundle / "Dockerfile").ok
     X = pipeline.make_features(jan_feb[1])
     assert np.allclose(mlflow.pyfunc.load_model(str(bundle / "model")).predict(X), model.predict(X))
     with pytest.raises(FileExistsError, match="not empty"):
@@ -227,3 +238,44 @@ def test_serving_bundle_refuses_what_is_not_a_model(registered):
         uri = mlflow.get_artifact_uri("notes")
     with pytest.raises(ValueError, match="not an MLflow model"):
         packaging.write_serving_bundle(uri, lesson.path("bundle"))
+
+
+def _lesson_03_explains() -> set[str]:
+    """The hadolint rule codes lesson 03 explains, one list item each (``- `DL3008` ...``)."""
+    import json
+    import re
+    from pathlib import Path
+
+    notebook = next((Path(__file__).parents[1] / "notebooks").glob("03-*.ipynb"))
+    cells = json.loads(notebook.read_text())["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return set(re.findall(r"^- `(DL\d{4})`", text, flags=re.MULTILINE))
+
+
+def test_mlflow_generated_dockerfile_findings_are_the_ones_the_lesson_explains(registered):
+    """`mlflow models generate-dockerfile` (the real CLI, in its own process), then hadolint, as lesson 03 does."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mlops_course import lint
+
+    lesson, _ = registered
+    out = lesson.path("mlflow-image")
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    done = subprocess.run([str(mlflow_cli), "models", "generate-dockerfile", "-m", "models:/bike-demand@champion",
+                           "-d", str(out)], capture_output=True, text=True, check=False, timeout=300,
+                          env={**os.environ, "TQDM_DISABLE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    dockerfile = (out / "Dockerfile").read_text()
+    assert list((out / "model_dir").rglob("MLmodel"))  # the model is copied next to the Dockerfile
+    verdict = lint.hadolint(out / "Dockerfile")
+    found = {re.search(r"\b(DL\d{4})\b", f).group(1) for f in verdict.findings}
+    # What MLflow's generator does that a hand-written file would not; lesson 03 explains each one.
+    assert found == {"DL3008", "DL3009", "DL3042", "DL3059"}, verdict
+    assert found == _lesson_03_explains()
+    # What hadolint does not flag but the lesson points out: no USER line (root), the exact Python patch version.
+    assert not re.search(r"^USER\b", dockerfile, flags=re.MULTILINE)
+    assert re.search(r"^FROM python:\d+\.\d+\.\d+-slim$", dockerfile, flags=re.MULTILINE)

@@ -39,6 +39,25 @@ def test_log_register_and_load_both_flavours(store, months):
     assert registry.version_by_alias("champion").tags["months"] == "test"
 
 
+def test_helper_logs_what_the_lesson_writes_by_hand(store, months):
+    """Lesson 03 writes both log_model calls on the page, then says log_bike_model makes the same ones."""
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    model = pipeline.train(months["Jan"], n_estimators=3)
+    example = pipeline.make_features(months["Jan"]).head(5)
+    with mlflow.start_run():
+        logged = registry.log_bike_model(model, pipeline.make_features(months["Jan"]).assign(extra=1.0))
+    info = mlflow.models.get_model_info(logged.model_uri)
+    assert info.signature == infer_signature(example, pd.Series(model.predict(example)))
+    assert set(info.flavors) == {"python_function", "sklearn"}
+    assert info.flavors["sklearn"]["skops_trusted_types"] == ["sklearn.tree._tree.Tree"]
+    assert set(mlflow.models.get_model_info(logged.onnx_model_uri).flavors) == {"python_function", "onnx"}
+    local = Path(mlflow.artifacts.download_artifacts(logged.model_uri))
+    stored = pd.read_json(local / "input_example.json", orient="split")
+    pd.testing.assert_frame_equal(stored, example.reset_index(drop=True), check_dtype=False)
+
+
 def test_missing_alias_lists_existing(store, months):
     log_and_register(months["Jan"], alias="champion", n_estimators=3)
     with pytest.raises(registry.AliasError, match=r"no alias 'prod'.*champion"):
@@ -76,8 +95,9 @@ def test_promote_only_when_better(store, months):
     assert second.promoted and second.challenger_mae < second.champion_mae
     assert registry.aliases() == {"challenger": v2, "champion": v2}
     _, v3 = log_and_register(months["Jan"], n_estimators=2, max_depth=2)
-    third = registry.promote_if_better(v3, holdout)
+    third = registry.promote_if_better(v3, holdout, margin=0.1)
     assert not third.promoted and registry.aliases()["champion"] == v2 and "champion kept" in str(third)
+    assert (first.margin, third.margin) == (0.0, 0.1)  # the result records the margin it was judged with
 
 
 def pipeline_concat(months, names):

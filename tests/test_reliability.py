@@ -8,7 +8,9 @@ by ``tests/reliability/run_lesson.py``, inside a fresh network namespace with on
    connect, bind, sendto or name lookup (``tests/reliability/sitecustomize.py`` logs them), and every Python
    process seen while it ran carried that audit hook;
 2. repeatable: the executed notebook passes nbval's own output comparison against the stored lesson (with
-   ``tests/sanitize.cfg``); the nbval run of ``make test`` is then the second run in the same checkout;
+   ``tests/sanitize.cfg``); then the learner edition (``editions.build("learner")``: solutions removed) runs in
+   the same namespace and checkout, a second run: it must run top to bottom with every check saying
+   ``[not yet]``, obey the same rules, and repeat the stored output of every cell before the first exercise;
 3. clean: afterwards no child process is left (the runner is a child subreaper) and nothing listens in
    the namespace; while it ran, every listening socket (sampled every 0.2 s) was on 127.0.0.1;
 4. contained: nothing was written in the run's fresh HOME but what Jupyter, IPython and matplotlib keep
@@ -31,16 +33,35 @@ from conftest import LESSON_FILES
 from reliability import lesson_harness as harness
 from reliability.lesson_harness import font_cache  # noqa: F401 - a fixture
 
+from mlops_course import editions
+
 
 @pytest.mark.parametrize("path", LESSON_FILES, ids=[p.stem for p in LESSON_FILES])
 def test_lesson_runs_offline_cleanly_and_repeatably(path, tmp_path, font_cache, request):
-    run = harness.run_notebook(path, tmp_path, font_cache)
+    learner = tmp_path / "learner-edition" / path.name
+    learner.parent.mkdir()
+    nbformat.write(editions.build("learner", path), learner)
+    run = harness.run_notebook(path, tmp_path / "run", font_cache, learner=learner)
     assert run.status == "ok", f"{path.stem} failed offline in {run.result.get('error')}"
     executed = nbformat.read(run.result["output"], as_version=4)
     assert all(c.execution_count for c in executed.cells if c.cell_type == "code"), f"{path.stem}: unrun cells"
     assert run.audited, f"{path.stem}: no process loaded the network audit hook (PYTHONPATH not passed on?)"
     problems = run.problems() + harness.nbval_mismatches(run.result["output"], path, request.session)
     assert not problems, f"{path.stem}:\n  " + "\n  ".join(problems)
+
+    # The learner edition, run second in the same checkout: top to bottom, every check says [not yet], the
+    # same rules hold, and every cell before the first exercise repeats the stored output.
+    second = run.result["learner"]
+    assert second["status"] == "ok", f"{path.stem}, learner edition: failed in {second.get('error')}"
+    ran = nbformat.read(second["output"], as_version=4)
+    checks = [c for c in ran.cells if c.cell_type == "code" and c.source.lstrip().startswith("check(")]
+    assert len(checks) >= 3, f"{path.stem}: the learner edition has {len(checks)} checks"
+    for cell in checks:
+        said = "".join(o.get("text", "") for o in cell.outputs)
+        assert "[not yet]" in said and "[correct]" not in said, f"{path.stem}: {cell.source!r} printed {said!r}"
+    problems = run.problems(second) + harness.nbval_mismatches(
+        harness.before_exercises(ran, path, tmp_path / "learner-compared"), path, request.session)
+    assert not problems, f"{path.stem}, learner edition:\n  " + "\n  ".join(problems)
 
 
 def stored(source, text):

@@ -209,7 +209,62 @@ def test_replay_log_and_metrics_against_the_real_service(served):
     counts = traffic.request_counts(samples)
     predict = counts[(counts["route"] == "/predict") & (counts["status"] == "200")]
     assert predict["count"].tolist() == [3]
+
+    # the date sent as x-request-id is logged, and the labels join to the log by (day, hr) alone
+    august = data.select_months(bikes, ["Aug"]).head(30).reset_index(drop=True)
+    replayed = traffic.replay(str(client.base_url),
+                              [("Aug", pipeline.make_features(august).assign(date=traffic.dates(august)))],
+                              client=client, key="date")
+    assert replayed["request_id"].unique().tolist() == ["2011-08-01", "2011-08-02"]
+    log = traffic.read_request_log(lesson.path("requests.jsonl"), expect=5)
+    logged = log[log["request_id"].str.startswith("2011-")].reset_index(drop=True)
+    scored = logged.join(traffic.label_keys(logged)).merge(bikes[["day", "hr", "bikers"]], on=["day", "hr"],
+                                                          validate="one_to_one")
+    assert scored["bikers"].tolist() == august["bikers"].tolist() and set(scored["month"]) == {"Aug"}
     buckets = traffic.histogram(samples, "bike_prediction_value")
     assert buckets["count"].iloc[-1] == 54
     latency = traffic.histogram(samples, "bike_request_latency_seconds", route="/predict")
     assert latency["count"].iloc[-1] == 3 and traffic.histogram_quantile(0.5, latency) > 0
+
+
+# ------------------------------------------------------------------ the key each request carries
+def test_dates_come_from_the_day_of_the_year():
+    rows = pd.DataFrame({"day": [1, 152, 365]}, index=[7, 8, 9])
+    dates = traffic.dates(rows)
+    assert dates.tolist() == ["2011-01-01", "2011-06-01", "2011-12-31"] and dates.index.tolist() == [7, 8, 9]
+    with pytest.raises(TrafficError, match="'day' column"):
+        traffic.dates(pd.DataFrame({"hr": [1]}))
+
+
+def test_label_keys_read_the_day_and_month_from_the_request_id():
+    log = pd.DataFrame({"request_id": ["2011-06-01", "2011-06-01", "2011-12-31"], "hr": [0.0, 1.0, 23.0]})
+    keys = traffic.label_keys(log)
+    assert keys.to_dict("list") == {"day": [152, 152, 365], "month": ["June", "June", "Dec"]}
+    labels = pd.DataFrame({"day": [152, 152, 365], "hr": [1, 0, 23], "bikers": [10, 20, 30]})
+    joined = log.join(keys).merge(labels, on=["day", "hr"], validate="one_to_one")
+    assert joined["bikers"].tolist() == [20, 10, 30]  # joined by the key, whatever the order of the labels
+    with pytest.raises(TrafficError, match=r"\['try-it'\] are not dates"):
+        traffic.label_keys(pd.DataFrame({"request_id": ["try-it"], "hr": [0.0]}))
+    with pytest.raises(TrafficError, match="outside 2011"):
+        traffic.label_keys(pd.DataFrame({"request_id": ["2012-01-01"], "hr": [0.0]}))
+    with pytest.raises(TrafficError, match="lacks 'hr'"):
+        traffic.label_keys(pd.DataFrame({"request_id": ["2011-01-01"]}))
+
+
+def test_replay_with_a_key_sends_one_request_per_value_as_its_request_id():
+    seen_ids = []
+
+    def service(request: httpx.Request) -> httpx.Response:
+        rows = json.loads(request.content)["rows"]
+        seen_ids.append((request.headers.get("x-request-id"), len(rows)))
+        return httpx.Response(200, json={"predictions": [1.0] * len(rows), "model_name": "bike-demand",
+                                         "model_version": "1", "request_id": request.headers["x-request-id"]})
+
+    batch = features(30).assign(date=["2011-06-01"] * 20 + ["2011-06-02"] * 10)
+    with httpx.Client(transport=httpx.MockTransport(service)) as client:
+        sent = traffic.replay("http://svc", [("June", batch)], client=client, key="date")
+    assert seen_ids == [("2011-06-01", 20), ("2011-06-02", 10)]
+    assert sent["request_id"].tolist() == ["2011-06-01"] * 20 + ["2011-06-02"] * 10
+    with (httpx.Client(transport=httpx.MockTransport(service)) as client,
+          pytest.raises(TrafficError, match="no 'date' column")):
+        traffic.replay("http://svc", [("June", features(3))], client=client, key="date")

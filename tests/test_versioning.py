@@ -108,6 +108,15 @@ def test_dvc_in_process_prints_what_the_dvc_program_prints(repo):
     assert "git add .gitignore data.csv.dvc" in in_process.output
 
 
+def test_in_process_json_output_is_captured(repo, capsys):
+    # DVC writes --json output with colorama switched off, which once sent it to the streams of import time
+    assert execute("dvc status --json", repo).output == "{}"
+    (repo / "dvc.yaml").write_text("stages:\n  hello:\n    cmd: echo hi > out.txt\n    outs:\n      - out.txt\n")
+    assert execute("dvc status --json", repo).output == execute("dvc status --json", repo, in_process=False).output
+    assert '"hello"' in execute("dvc status --json", repo).output
+    assert capsys.readouterr().out == ""
+
+
 def test_in_process_output_includes_stage_commands_and_restores_streams(repo, capsys):
     (repo / "dvc.yaml").write_text("stages:\n  hello:\n    cmd: echo hello from the stage > out.txt && "
                                    "echo printed by the stage\n    outs:\n      - out.txt\n")

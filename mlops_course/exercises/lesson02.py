@@ -39,6 +39,20 @@ def _no_experiment(experiment: str):
                  "run the lesson's cells from the top: the baseline cell calls mlflow.set_experiment.")
 
 
+def _train_mae_of_logged_model(row) -> float | None:
+    """The MAE on the run's training months (its ``train_months`` tag) of the model the run logged, or None."""
+    import mlflow
+
+    from mlops_course import data, pipeline
+
+    months = _text(row, "tags.train_months")
+    found = mlflow.search_logged_models(filter_string=f"source_run_id = '{row['run_id']}'", output_format="list")
+    if not months or not found:
+        return None
+    model = mlflow.sklearn.load_model(found[0].model_uri)
+    return pipeline.evaluate(model, data.select_months(data.load_bikeshare(), months.split(",")))["mae"]
+
+
 @exercise("02.1", "log a missing metric")
 def missing_metric(answer: str, experiment: str = EXPERIMENT) -> object:
     if not isinstance(answer, str):
@@ -73,6 +87,14 @@ def missing_metric(answer: str, experiment: str = EXPERIMENT) -> object:
         return wrong(f"train_mae is {train_mae:.2f}, validation MAE {valid_mae:.2f}: a forest fits its own "
                      f"training hours better than an unseen month, so this looks like another number.",
                      "use pipeline.evaluate(model, train_df)['mae'] with the baseline model.")
+    expected = _train_mae_of_logged_model(row)
+    if expected is None:
+        return wrong(f"run {answer!r} has no logged model (or no train_months tag) to check train_mae against.",
+                     "run section 2 from the top: it tags the run and logs the model with log_model.")
+    if abs(train_mae - expected) > 0.005:  # the lesson prints two decimals
+        return wrong(f"train_mae is {train_mae:.2f}, but the run's model has MAE {expected:.2f} on its training "
+                     f"months ({_text(row, 'tags.train_months')}).",
+                     "evaluate the baseline model itself on train_df: pipeline.evaluate(model, train_df)['mae'].")
     return correct(f"run {answer!r}: train MAE {train_mae:.2f} vs validation MAE {valid_mae:.2f}; the gap is "
                    f"how much the forest overfits its training months.")
 

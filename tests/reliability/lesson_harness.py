@@ -1,6 +1,9 @@
 """The pytest side of the reliability suite: run a notebook in a fresh namespace, then judge the run.
 
-``run_notebook`` starts ``run_lesson.py`` (this folder) under ``unshare --net --mount``: only loopback is up,
+``run_notebook`` starts ``run_lesson.py`` (this folder) under ``unshare --net --mount`` (as root) or
+``unshare --user --map-root-user --net --mount`` (an ordinary user, where the kernel allows unprivileged user
+namespaces and overlay mounts in them; elsewhere the suite is skipped with the reason, or fails when ``CI`` is
+set): only loopback is up,
 and the repository is covered by an overlay whose upper layer (a tmpfs) catches everything the run writes
 there. The run gets a fresh ``HOME``, ``TMPDIR``, workspace root and build folder in the test's ``tmp_path``,
 and this folder first on ``PYTHONPATH`` so every Python process loads ``sitecustomize.py`` (the network
@@ -40,25 +43,54 @@ HOME_ALLOWED = {
 REPO_ALLOWED_TOP = ("workspaces", "build")
 
 
-def preflight() -> None:
-    """Fail (not skip) when this machine cannot build the namespaces the suite needs."""
+ROOT_NAMESPACES = ["unshare", "--net", "--mount"]
+USER_NAMESPACES = ["unshare", "--user", "--map-root-user", "--net", "--mount"]
+_namespaces: list[str] | None = None
+
+
+def _probe(prefix: list[str]) -> str:
+    """Empty when ``prefix`` can build the namespaces with loopback, a tmpfs and an overlay; else why not."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        lower, mnt = Path(folder, "lower"), Path(folder, "mnt")
+        lower.mkdir()
+        mnt.mkdir()
+        probe = subprocess.run([*prefix, "--", "sh", "-c", NAMESPACE_SETUP, "sh", str(mnt), str(lower), "true"],
+                               capture_output=True, text=True, check=False)
+    return "" if probe.returncode == 0 else f"`{' '.join(prefix)}` failed: {probe.stderr.strip()[:300]}"
+
+
+def namespace_prefix() -> list[str]:
+    """The ``unshare`` command that gives a run its namespaces here; fails or skips when there is none."""
+    global _namespaces
+    if _namespaces is not None:
+        return _namespaces
     why = []
     if not sys.platform.startswith("linux"):
         why.append(f"this is {sys.platform}, not Linux")
-    elif os.geteuid() != 0:
-        why.append("not running as root")
     for tool in ("unshare", "ip", "mount"):
         if shutil.which(tool) is None:
             why.append(f"{tool!r} is not installed")
     if not why:
-        probe = subprocess.run(["unshare", "--net", "--mount", "--", "sh", "-c", "ip link set lo up"],
-                               capture_output=True, text=True, check=False)
-        if probe.returncode != 0:
-            why.append(f"unshare --net --mount failed: {probe.stderr.strip()[:300]}")
-    if why:
-        pytest.fail("the reliability suite runs each lesson in a network namespace with only loopback, as root "
-                    "on Linux with unshare and ip (CI runs as root there); here: " + "; ".join(why),
-                    pytrace=False)
+        prefix = ROOT_NAMESPACES if os.geteuid() == 0 else USER_NAMESPACES
+        problem = _probe(prefix)
+        if not problem:
+            _namespaces = prefix
+            return prefix
+        why.append(problem + ("" if os.geteuid() == 0 else
+                              " (unprivileged user namespaces are off: run as root, or allow them with "
+                              "`sysctl kernel.unprivileged_userns_clone=1`)"))
+    reason = ("the reliability suite runs each lesson in a network namespace with only loopback and an overlay "
+              "over the repository; here: " + "; ".join(why))
+    if os.environ.get("CI"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+def preflight() -> None:
+    """Skip (or, with ``CI`` set, fail) when this machine cannot build the namespaces the suite needs."""
+    namespace_prefix()
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +210,8 @@ class Run:
         return out
 
 
-def run_notebook(notebook: Path, tmp: Path, font_cache: Path, *, interrupt_after: str | None = None) -> Run:
+def run_notebook(notebook: Path, tmp: Path, font_cache: Path, *, interrupt_after: str | None = None,
+                 learner: Path | None = None) -> Run:
     """Run ``notebook`` the reliability way in ``tmp`` and collect the evidence (see the module docstring)."""
     if tmp.resolve().is_relative_to(REPO):
         pytest.fail(f"tmp_path {tmp} is inside the repository, which the run sees through an overlay")
@@ -192,11 +225,13 @@ def run_notebook(notebook: Path, tmp: Path, font_cache: Path, *, interrupt_after
                 "MLOPS_COURSE_BUILD": str(tmp / "build"), "MLOPS_NET_AUDIT_LOG": str(net_log),
                 "MLOPS_NET_AUDIT_PROCS": str(procs_log),
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))})
-    command = ["unshare", "--net", "--mount", "--", "sh", "-c", NAMESPACE_SETUP, "sh", str(mnt), str(REPO),
+    command = [*namespace_prefix(), "--", "sh", "-c", NAMESPACE_SETUP, "sh", str(mnt), str(REPO),
                sys.executable, str(HERE / "run_lesson.py"), str(notebook.resolve()), str(out), str(result_file),
                "--upper", str(mnt / "upper")]
     if interrupt_after:
         command += ["--interrupt-after", interrupt_after]
+    if learner:
+        command += ["--learner", str(learner.resolve())]
     before = snapshot(home)
     with open(tmp / "runner.log", "wb") as log:
         proc = subprocess.Popen(command, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
@@ -214,6 +249,27 @@ def run_notebook(notebook: Path, tmp: Path, font_cache: Path, *, interrupt_after
     home_changes = [c for c in changes(before, snapshot(home)) if not c.startswith(tuple(HOME_ALLOWED))]
     return Run(notebook.stem, json.loads(result_file.read_text()), _read_jsonl(net_log), _read_jsonl(procs_log),
                home_changes, swept)
+
+
+def before_exercises(learner_run, reference: Path, folder: Path) -> Path:
+    """The stored lesson with the outputs of its code cells before the first solution cell replaced by the
+    learner edition's (the two editions are the same up to there), written to ``folder``: what nbval compares."""
+    import nbformat
+
+    from mlops_course import editions
+
+    stored = nbformat.read(reference, as_version=4)
+    full = [c for c in stored.cells if c.cell_type == "code"]
+    first_solution = next((i for i, c in enumerate(full) if editions.SOLUTION_TAG in c.metadata.get("tags", [])),
+                          len(full))
+    ran = [c for c in learner_run.cells if c.cell_type == "code"]
+    for cell, learner_cell in zip(full[:first_solution], ran, strict=False):
+        assert cell.source == learner_cell.source, "the learner edition changed a cell before the exercises"
+        cell.outputs = learner_cell.outputs
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / reference.name
+    nbformat.write(stored, target)
+    return target
 
 
 def nbval_mismatches(executed: Path, reference: Path, session) -> list[str]:

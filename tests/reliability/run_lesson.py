@@ -301,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("result", type=Path)
     parser.add_argument("--upper", type=Path, help="the overlay's upper layer over the repository")
     parser.add_argument("--interrupt-after", help="first run: kill the kernel after the cell containing this")
+    parser.add_argument("--learner", type=Path, help="after the full run, run this notebook too (the learner "
+                        "edition): a second run in the same checkout, with the same checks")
     args = parser.parse_args(argv)
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -311,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.interrupt_after:
         result["interrupted"] = interrupted_run(args.notebook, args.interrupt_after)
     result.update(full_run(args.notebook, args.out_dir))
+    if args.learner is not None:
+        result["learner"] = full_run(args.learner, args.out_dir / "learner")
     if args.upper is not None:
         result["repo_writes"] = repo_writes(args.upper)
     args.result.write_text(json.dumps(result, indent=1))
