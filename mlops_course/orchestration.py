@@ -24,12 +24,13 @@ lesson's workspace, so importing this module before or after ``setup_lesson`` bo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,7 @@ from mlops_course.prefect_server import (  # noqa: F401
     prefect_server,
 )
 
-# Prefect builds a pydantic model of the flow's parameters; a parameter named ``register`` makes pydantic
-# note that it shadows ``BaseModel.register`` (harmless: the value is read correctly).
-warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
-
+# isort: split
 import pandas as pd
 from prefect import flow, get_client, runtime, task
 from prefect.cache_policies import INPUTS, NO_CACHE
@@ -273,6 +271,20 @@ class TrainingResult:
         return line
 
 
+@contextlib.contextmanager
+def _register_notice_dropped() -> Iterator[None]:
+    """Drop pydantic's notice that the flow's parameter ``register`` shadows ``BaseModel.register``.
+
+    Prefect builds a pydantic model of the flow's parameters when the flow is defined and again for every call;
+    the notice is harmless (the value is read correctly). Other warnings are passed on; no filter is installed.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    for w in caught:
+        if not (issubclass(w.category, UserWarning) and 'Field name "register"' in str(w.message)):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def _flow_run_name() -> str:
     params = runtime.flow_run.parameters
     if params.get("run_name"):
@@ -282,38 +294,48 @@ def _flow_run_name() -> str:
     return f"train-{span}-to-{params.get('holdout_month')}"
 
 
-@flow(name=FLOW_NAME, flow_run_name=_flow_run_name)
-def training_flow(data_path: Path | str, train_months: list[str], holdout_month: str,
-                  model_params: dict[str, Any] | None = None, register: bool = True, *,
-                  model_kind: str = "random_forest", promote: bool = True, margin: float = 0.0,
-                  run_name: str | None = None, experiment: str = EXPERIMENT, onnx: bool = True,
-                  report_template: str | None = None, report_dir: str = "reports") -> TrainingResult:
-    """Train the bike-demand model end to end and return a :class:`TrainingResult`.
+with _register_notice_dropped():
+    @flow(name=FLOW_NAME, flow_run_name=_flow_run_name)
+    def training_flow(data_path: Path | str, train_months: list[str], holdout_month: str,
+                      model_params: dict[str, Any] | None = None, register: bool = True, *,
+                      model_kind: str = "random_forest", promote: bool = True, margin: float = 0.0,
+                      run_name: str | None = None, experiment: str = EXPERIMENT, onnx: bool = True,
+                      report_template: str | None = None, report_dir: str = "reports") -> TrainingResult:
+        """Train the bike-demand model end to end and return a :class:`TrainingResult`.
 
-    - ``data_path``: CSV with the course's columns; its SHA-256 keys the cache of ``validate`` and ``prepare``.
-    - ``train_months`` / ``holdout_month``: month names as in the data (``"Jan"`` ... ``"Dec"``).
-    - ``model_params``: settings of ``model_kind`` merged over ``pipeline.DEFAULT_PARAMS`` (unknown keys fail).
-    - ``register``: add the model to the MLflow registry as a new version of ``registry.MODEL_NAME``; with
-      ``promote`` it becomes ``challenger`` and, if it beats the champion's MAE on the holdout month by more
-      than ``margin``, ``champion`` (``registry.promote_if_better``). ``register=False`` only logs the run.
-    - ``run_name``: name of the Prefect flow run and of the MLflow run (default ``train-Jan-April-to-May``).
-    - ``report_template``: a notebook run by papermill after training (see :func:`write_report_template`).
-    """
-    settings = _model_settings(model_kind, model_params)
-    sha = data.sha256_file(data_path)
-    df = validate_data(str(data_path), sha)
-    train_df, holdout_df = prepare_data(df, sha, list(train_months), holdout_month)
-    model = train_model(train_df, model_kind, settings)
-    metrics = evaluate_model(model, holdout_df)
-    params = {"model_kind": model_kind, **settings, "train_months": list(train_months),
-              "holdout_month": holdout_month, "data_sha256": sha[:12]}
-    logged = register_model(model, train_df, holdout_df, metrics, params, run_name=runtime.flow_run.name,
-                            experiment=experiment, register=register, promote=promote, margin=margin, onnx=onnx)
-    result = TrainingResult.collect(params, settings, metrics, train_df, holdout_df, logged)
-    if report_template:
-        path = render_report(result, report_template, report_dir)
-        result = replace(result, report_path=path, tasks=(*result.tasks, "report"))
-    return result
+        - ``data_path``: CSV with the course's columns; its SHA-256 keys the cache of ``validate`` and ``prepare``.
+        - ``train_months`` / ``holdout_month``: month names as in the data (``"Jan"`` ... ``"Dec"``).
+        - ``model_params``: settings of ``model_kind`` merged over ``pipeline.DEFAULT_PARAMS`` (unknown keys fail).
+        - ``register``: add the model to the MLflow registry as a new version of ``registry.MODEL_NAME``; with
+          ``promote`` it becomes ``challenger`` and, if it beats the champion's MAE on the holdout month by more
+          than ``margin``, ``champion`` (``registry.promote_if_better``). ``register=False`` only logs the run.
+        - ``run_name``: name of the Prefect flow run and of the MLflow run (default ``train-Jan-April-to-May``).
+        - ``report_template``: a notebook run by papermill after training (see :func:`write_report_template`).
+        """
+        settings = _model_settings(model_kind, model_params)
+        sha = data.sha256_file(data_path)
+        df = validate_data(str(data_path), sha)
+        train_df, holdout_df = prepare_data(df, sha, list(train_months), holdout_month)
+        model = train_model(train_df, model_kind, settings)
+        metrics = evaluate_model(model, holdout_df)
+        params = {"model_kind": model_kind, **settings, "train_months": list(train_months),
+                  "holdout_month": holdout_month, "data_sha256": sha[:12]}
+        logged = register_model(model, train_df, holdout_df, metrics, params, run_name=runtime.flow_run.name,
+                                experiment=experiment, register=register, promote=promote, margin=margin, onnx=onnx)
+        result = TrainingResult.collect(params, settings, metrics, train_df, holdout_df, logged)
+        if report_template:
+            path = render_report(result, report_template, report_dir)
+            result = replace(result, report_path=path, tasks=(*result.tasks, "report"))
+        return result
+
+
+def _validate_parameters_quietly(parameters: dict[str, Any], *,
+                                 _validate=training_flow.validate_parameters) -> dict[str, Any]:
+    with _register_notice_dropped():
+        return _validate(parameters)
+
+
+training_flow.validate_parameters = _validate_parameters_quietly  # Prefect validates each call's parameters
 
 
 def _model_settings(model_kind: str, model_params: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -15,8 +15,6 @@ from mlops_course import data, pipeline, registry
 from mlops_course.exercises import evaluate
 from mlops_course.exercises.lesson07 import CACHE_CASES, FLOW_CHECK_MONTHS, RETRAIN_MONTHS
 
-pytestmark = pytest.mark.filterwarnings('ignore:Field name "register":UserWarning')
-
 
 @pytest.fixture(scope="module")
 def prefect(tmp_path_factory):

@@ -14,8 +14,6 @@ import pytest
 from mlops_course import data, flow_display, process, registry
 from mlops_course.exercises import evaluate
 
-# Prefect's parameter model notes that the flow's `register` parameter shadows BaseModel.register (harmless).
-pytestmark = pytest.mark.filterwarnings('ignore:Field name "register":UserWarning')
 HOME_PREFECT_EXISTED = (Path.home() / ".prefect").exists()
 TINY_MONTHS = ["Jan", "Feb", "March", "April"]
 
@@ -420,3 +418,18 @@ def test_equal_tables_need_not_hash_equal_which_is_why_prepare_leaves_the_table_
 
     bikes = data.load_bikeshare()
     assert bikes.equals(bikes.copy()) and hash_objects(bikes) != hash_objects(bikes.copy())
+
+
+def test_the_register_parameter_notice_is_dropped_without_a_global_filter():
+    import warnings
+
+    from mlops_course import orchestration
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        orchestration.training_flow.validate_parameters(
+            {"data_path": "bikes.csv", "train_months": ["Jan"], "holdout_month": "Feb"})
+        with orchestration._register_notice_dropped():
+            warnings.warn("another notice", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["another notice"]
+    assert not any('Field name "register"' in str(f[1]) for f in warnings.filters if f[1] is not None)
