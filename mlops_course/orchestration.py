@@ -276,9 +276,10 @@ def _register_notice_dropped() -> Iterator[None]:
     """Drop pydantic's notice that the flow's parameter ``register`` shadows ``BaseModel.register``.
 
     Prefect builds a pydantic model of the flow's parameters when the flow is defined and again for every call;
-    the notice is harmless (the value is read correctly). Other warnings are passed on; no filter is installed.
+    the notice is harmless (the value is read correctly). Other warnings are passed on to the filters in force
+    (so ``-W error`` still turns them into errors); no filter is left installed.
     """
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True, action="always") as caught:  # recorded, whatever the filters
         yield
     for w in caught:
         if not (issubclass(w.category, UserWarning) and 'Field name "register"' in str(w.message)):
