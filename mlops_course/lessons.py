@@ -45,8 +45,8 @@ CATALOGUE = [
                "Watch the model meet the rest of the year: metrics, honest drift and error statistics, tested alerts."),
     LessonInfo("06", "06-CI_CD_for_ML", 40, "pytest, GitHub Actions, pre-commit",
                "Data and model tests, quality gates, and the workflow that runs them."),
-    LessonInfo("07", "07-Workflow_Orchestration_with_Prefect", 45, "Prefect, papermill",
-               "The training pipeline as a Prefect flow: retries, caching, states, schedules."),
+    LessonInfo("07", "07-Workflow_Orchestration_with_Prefect", 60, "Prefect, papermill",
+               "Write a flow with retries and parallel tasks; the course's flow: caching, registry, schedules."),
     LessonInfo("08", "08-End_to_End_MLOps_Pipeline", 70, "all of the above",
                "Retraining policies judged against baselines, then the closed loop over 2011 for real."),
 ]

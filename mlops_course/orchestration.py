@@ -1,16 +1,15 @@
 """The course's training pipeline as a Prefect 3 flow: validate -> prepare -> train -> evaluate -> register.
 
 Every task calls the package's own functions (:mod:`mlops_course.pipeline`, :mod:`mlops_course.registry`), so
-there is one copy of the training code. Around the flow sit the pieces a lesson needs to run Prefect locally:
+there is one copy of the training code. Around the flow sit the pieces a lesson needs to run it and to see
+what it did:
 
-- :class:`PrefectServer`: a Prefect API server on a free loopback port, with its SQLite database, result
-  storage and log inside the lesson's workspace, started in the background and always stopped.
-- :func:`simulate_outage`: makes the data source fail a given number of times (a counter file in the
-  workspace), so retries can be watched deterministically.
-- :func:`flow_runs`, :func:`task_runs`, :func:`state_history` and :func:`plot_gantt`: what happened, read back
-  from the Prefect API.
+- :func:`simulate_outage` and :class:`Warehouse`: data sources that fail (and answer slowly) on purpose, so
+  retries and parallel task runs can be watched deterministically.
+- :func:`flow_runs`, :func:`task_runs` and :func:`state_history`: what happened, read back from the Prefect
+  API. The server itself is :class:`mlops_course.prefect_server.PrefectServer` (re-exported here); drawing
+  and printing flows is :mod:`mlops_course.flow_display`.
 - :func:`write_report_template` and the ``report`` task: a parameterised notebook run by papermill.
-- :func:`next_run_times`: the dates a cron schedule fires, computed with Prefect's own schedule model.
 
 The capstone retrains with::
 
@@ -25,13 +24,14 @@ lesson's workspace, so importing this module before or after ``setup_lesson`` bo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,7 @@ from mlops_course.prefect_server import (  # noqa: F401
     prefect_server,
 )
 
-# Prefect builds a pydantic model of the flow's parameters; a parameter named ``register`` makes pydantic
-# note that it shadows ``BaseModel.register`` (harmless: the value is read correctly).
-warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
-
+# isort: split
 import pandas as pd
 from prefect import flow, get_client, runtime, task
 from prefect.cache_policies import INPUTS, NO_CACHE
@@ -100,6 +97,64 @@ def read_source(data_path: os.PathLike | str, workspace: os.PathLike | str | Non
     return data.load_bikeshare(data_path, verify=False)
 
 
+@dataclass(frozen=True)
+class Read:
+    """One call of :meth:`Warehouse.read`: which month, from which flow and task run, and whether it answered."""
+
+    month: str
+    flow_run_id: str | None
+    task_run_id: str | None
+    ok: bool
+
+
+class Warehouse:
+    """The bike table's months behind a slow, sometimes failing connection, like a remote data warehouse.
+
+    ``read(month)`` waits ``latency`` seconds (time a thread spends waiting, as on a network call), and the
+    first ``failures`` reads of each month raise :class:`DataSourceUnavailable`. Every read is recorded in
+    :attr:`reads` with the Prefect flow and task run it came from, so a check can see where a flow read what.
+    Safe to call from the threads of Prefect's task runner.
+    """
+
+    def __init__(self, bikes: pd.DataFrame, *, latency: float = 0.2, failures: int = 0):
+        if latency < 0 or isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
+            raise ValueError(f"latency must be >= 0 s and failures a whole number >= 0; got {latency!r}, "
+                             f"{failures!r}")
+        self.bikes = bikes
+        self.latency = float(latency)
+        self.failures = failures
+        self.reads: list[Read] = []
+        self._lock = threading.Lock()
+
+    def reset(self, failures: int | None = None) -> None:
+        """Forget every read, so each month fails ``failures`` times again (by default as many as at creation)."""
+        with self._lock:
+            if failures is not None:
+                self.failures = failures
+            self.reads = []
+
+    def read(self, month: str) -> pd.DataFrame:
+        """The rows of one month (a name as in the data, e.g. ``"May"``), after ``latency`` seconds."""
+        from prefect.context import FlowRunContext, TaskRunContext
+
+        task_ctx, flow_ctx = TaskRunContext.get(), FlowRunContext.get()
+        task_run = str(task_ctx.task_run.id) if task_ctx is not None else None
+        flow_run = (str(task_ctx.task_run.flow_run_id) if task_ctx is not None and task_ctx.task_run.flow_run_id
+                    else str(flow_ctx.flow_run.id) if flow_ctx is not None and flow_ctx.flow_run else None)
+        rows = data.select_months(self.bikes, [month])  # an unknown month fails here, at once
+        time.sleep(self.latency)
+        with self._lock:
+            failed_before = sum(1 for r in self.reads if r.month == month and not r.ok)
+            ok = failed_before >= self.failures
+            self.reads.append(Read(month, flow_run, task_run, ok))
+        if not ok:
+            raise DataSourceUnavailable(f"the warehouse did not answer for {month}")
+        return rows
+
+    def __repr__(self) -> str:
+        return f"<Warehouse latency {self.latency:g} s, {self.failures} failure(s) per month, {len(self.reads)} reads>"
+
+
 # ------------------------------------------------------------------ the tasks: thin wrappers over the package
 @task(name="validate", task_run_name="validate", retries=2, retry_delay_seconds=0,
       cache_policy=INPUTS, persist_result=True)
@@ -114,7 +169,8 @@ def prepare_data(df: pd.DataFrame, data_sha256: str, train_months: list[str],
     """Time-based split into training months and one holdout month (``pipeline.split_by_month``).
 
     Cached on (checksum, months): the table itself is left out of the key (``INPUTS - "df"``) because the
-    checksum already identifies it, and hashing a DataFrame means pickling every column on every call.
+    checksum already identifies it, and Prefect hashes a DataFrame by pickling it, where equal tables need not
+    give equal bytes (a copy hashes differently), so the key could miss for no reason.
     """
     return pipeline.split_by_month(df, train_months, [holdout_month])
 
@@ -215,6 +271,21 @@ class TrainingResult:
         return line
 
 
+@contextlib.contextmanager
+def _register_notice_dropped() -> Iterator[None]:
+    """Drop pydantic's notice that the flow's parameter ``register`` shadows ``BaseModel.register``.
+
+    Prefect builds a pydantic model of the flow's parameters when the flow is defined and again for every call;
+    the notice is harmless (the value is read correctly). Other warnings are passed on to the filters in force
+    (so ``-W error`` still turns them into errors); no filter is left installed.
+    """
+    with warnings.catch_warnings(record=True, action="always") as caught:  # recorded, whatever the filters
+        yield
+    for w in caught:
+        if not (issubclass(w.category, UserWarning) and 'Field name "register"' in str(w.message)):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def _flow_run_name() -> str:
     params = runtime.flow_run.parameters
     if params.get("run_name"):
@@ -224,38 +295,48 @@ def _flow_run_name() -> str:
     return f"train-{span}-to-{params.get('holdout_month')}"
 
 
-@flow(name=FLOW_NAME, flow_run_name=_flow_run_name)
-def training_flow(data_path: Path | str, train_months: list[str], holdout_month: str,
-                  model_params: dict[str, Any] | None = None, register: bool = True, *,
-                  model_kind: str = "random_forest", promote: bool = True, margin: float = 0.0,
-                  run_name: str | None = None, experiment: str = EXPERIMENT, onnx: bool = True,
-                  report_template: str | None = None, report_dir: str = "reports") -> TrainingResult:
-    """Train the bike-demand model end to end and return a :class:`TrainingResult`.
+with _register_notice_dropped():
+    @flow(name=FLOW_NAME, flow_run_name=_flow_run_name)
+    def training_flow(data_path: Path | str, train_months: list[str], holdout_month: str,
+                      model_params: dict[str, Any] | None = None, register: bool = True, *,
+                      model_kind: str = "random_forest", promote: bool = True, margin: float = 0.0,
+                      run_name: str | None = None, experiment: str = EXPERIMENT, onnx: bool = True,
+                      report_template: str | None = None, report_dir: str = "reports") -> TrainingResult:
+        """Train the bike-demand model end to end and return a :class:`TrainingResult`.
 
-    - ``data_path``: CSV with the course's columns; its SHA-256 keys the cache of ``validate`` and ``prepare``.
-    - ``train_months`` / ``holdout_month``: month names as in the data (``"Jan"`` ... ``"Dec"``).
-    - ``model_params``: settings of ``model_kind`` merged over ``pipeline.DEFAULT_PARAMS`` (unknown keys fail).
-    - ``register``: add the model to the MLflow registry as a new version of ``registry.MODEL_NAME``; with
-      ``promote`` it becomes ``challenger`` and, if it beats the champion's MAE on the holdout month by more
-      than ``margin``, ``champion`` (``registry.promote_if_better``). ``register=False`` only logs the run.
-    - ``run_name``: name of the Prefect flow run and of the MLflow run (default ``train-Jan-April-to-May``).
-    - ``report_template``: a notebook run by papermill after training (see :func:`write_report_template`).
-    """
-    settings = _model_settings(model_kind, model_params)
-    sha = data.sha256_file(data_path)
-    df = validate_data(str(data_path), sha)
-    train_df, holdout_df = prepare_data(df, sha, list(train_months), holdout_month)
-    model = train_model(train_df, model_kind, settings)
-    metrics = evaluate_model(model, holdout_df)
-    params = {"model_kind": model_kind, **settings, "train_months": list(train_months),
-              "holdout_month": holdout_month, "data_sha256": sha[:12]}
-    logged = register_model(model, train_df, holdout_df, metrics, params, run_name=runtime.flow_run.name,
-                            experiment=experiment, register=register, promote=promote, margin=margin, onnx=onnx)
-    result = TrainingResult.collect(params, settings, metrics, train_df, holdout_df, logged)
-    if report_template:
-        path = render_report(result, report_template, report_dir)
-        result = replace(result, report_path=path, tasks=(*result.tasks, "report"))
-    return result
+        - ``data_path``: CSV with the course's columns; its SHA-256 keys the cache of ``validate`` and ``prepare``.
+        - ``train_months`` / ``holdout_month``: month names as in the data (``"Jan"`` ... ``"Dec"``).
+        - ``model_params``: settings of ``model_kind`` merged over ``pipeline.DEFAULT_PARAMS`` (unknown keys fail).
+        - ``register``: add the model to the MLflow registry as a new version of ``registry.MODEL_NAME``; with
+          ``promote`` it becomes ``challenger`` and, if it beats the champion's MAE on the holdout month by more
+          than ``margin``, ``champion`` (``registry.promote_if_better``). ``register=False`` only logs the run.
+        - ``run_name``: name of the Prefect flow run and of the MLflow run (default ``train-Jan-April-to-May``).
+        - ``report_template``: a notebook run by papermill after training (see :func:`write_report_template`).
+        """
+        settings = _model_settings(model_kind, model_params)
+        sha = data.sha256_file(data_path)
+        df = validate_data(str(data_path), sha)
+        train_df, holdout_df = prepare_data(df, sha, list(train_months), holdout_month)
+        model = train_model(train_df, model_kind, settings)
+        metrics = evaluate_model(model, holdout_df)
+        params = {"model_kind": model_kind, **settings, "train_months": list(train_months),
+                  "holdout_month": holdout_month, "data_sha256": sha[:12]}
+        logged = register_model(model, train_df, holdout_df, metrics, params, run_name=runtime.flow_run.name,
+                                experiment=experiment, register=register, promote=promote, margin=margin, onnx=onnx)
+        result = TrainingResult.collect(params, settings, metrics, train_df, holdout_df, logged)
+        if report_template:
+            path = render_report(result, report_template, report_dir)
+            result = replace(result, report_path=path, tasks=(*result.tasks, "report"))
+        return result
+
+
+def _validate_parameters_quietly(parameters: dict[str, Any], *,
+                                 _validate=training_flow.validate_parameters) -> dict[str, Any]:
+    with _register_notice_dropped():
+        return _validate(parameters)
+
+
+training_flow.validate_parameters = _validate_parameters_quietly  # Prefect validates each call's parameters
 
 
 def _model_settings(model_kind: str, model_params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -282,22 +363,33 @@ def flow_runs(flow_name: str = FLOW_NAME) -> pd.DataFrame:
 
 
 def task_runs(flow_run_id: str, expected: int | None = None, timeout: float = 30.0) -> pd.DataFrame:
-    """Task runs of one flow run in pipeline order: task, state, attempts (``run_count``), start, end, id.
+    """Task runs of one flow run: task, state, attempts (``run_count``), start, end, id.
 
-    Prefect records task-run states from events the client streams to the server, a moment after the flow
-    returns. With ``expected`` (e.g. ``len(result.tasks)``) this waits until that many task runs are
-    recorded in a final state, so the table is complete.
+    ``task`` is the task's name: Prefect names a run ``<task>-<3 characters of its key>`` unless the task sets
+    ``task_run_name``, and the suffix is dropped here. The course flow's tasks come in pipeline order, other
+    flows' tasks in the order they were expected to start. Prefect records task-run states from events the client streams to the
+    server, a moment after the flow returns. With ``expected`` (e.g. ``len(result.tasks)``) this waits until
+    that many task runs are recorded in a final state, so the table is complete. A flow run that this server
+    does not know (its id comes from a server stopped since) raises ``OrchestrationError`` at once.
     """
     from uuid import UUID
 
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import TaskRunSort
+    from prefect.exceptions import ObjectNotFound
 
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
+        try:
+            client.read_flow_run(UUID(str(flow_run_id)))
+        except ObjectNotFound:
+            raise OrchestrationError(
+                f"flow run {flow_run_id} is not on the Prefect server this kernel uses (the setup cell started "
+                f"a new server since?): run the cell that runs the flow again, then this one") from None
         while True:
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])),
-                                         sort=TaskRunSort.EXPECTED_START_TIME_ASC)
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(str(flow_run_id))])),
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC)
             done = [r for r in runs if r.state_type is not None and r.state_type.value in TERMINAL_STATES]
             if expected is None or (len(runs) >= expected and len(done) == len(runs)):
                 break
@@ -305,11 +397,18 @@ def task_runs(flow_run_id: str, expected: int | None = None, timeout: float = 30
                 raise OrchestrationError(f"only {len(done)} of {expected} task runs of flow run {flow_run_id} "
                                          f"were recorded within {timeout:.0f} s; is the Prefect server running?")
             time.sleep(0.2)
-    rows = [(r.name, r.state_name, r.run_count, r.start_time, r.end_time, str(r.id)) for r in runs]
+    rows = [(_task_name(r), r.state_name, r.run_count, r.start_time, r.end_time, str(r.id)) for r in runs]
     frame = pd.DataFrame(rows, columns=TASK_RUN_COLUMNS)
+    if not set(frame["task"]) <= set(TASK_NAMES):
+        return frame  # another flow's tasks: in the order they were expected to start
+    # The course flow's tasks in pipeline order (a cached run never starts, and a retry moves the expected start).
     order = {name: i for i, name in enumerate(TASK_NAMES)}
-    return frame.sort_values("task", key=lambda s: s.map(order).fillna(len(order)), kind="stable",
-                             ignore_index=True)
+    return frame.sort_values("task", key=lambda s: s.map(order), kind="stable", ignore_index=True)
+
+
+def _task_name(run) -> str:
+    suffix = f"-{str(run.dynamic_key)[:3]}"
+    return run.name[:-len(suffix)] if run.dynamic_key is not None and run.name.endswith(suffix) else run.name
 
 
 def state_history(task_run_id: str) -> list[str]:
@@ -320,42 +419,6 @@ def state_history(task_run_id: str) -> list[str]:
         states = client.read_task_run_states(UUID(task_run_id))
     states = sorted(states, key=lambda s: s.timestamp)
     return [s.name for s in states]
-
-
-def plot_gantt(runs: Mapping[str, pd.DataFrame], title: str = "Task runs, each flow run from its own start"):
-    """One horizontal bar per task run, from its start to its end, coloured by final state.
-
-    ``runs`` maps a label (e.g. the flow run's name) to its :func:`task_runs` table. Each flow run is drawn
-    from its own first task start, so runs can be compared; a bar is labelled with its state and, when the
-    task needed more than one attempt, the number of attempts.
-    """
-    import matplotlib.pyplot as plt
-
-    colours = {"Completed": "#55A868", "Cached": "#64B5CD", "Failed": "#C44E52"}
-    rows = []
-    for label, frame in runs.items():
-        starts = [t for t in frame["start"] if t is not None and not pd.isna(t)]
-        origin = min(starts) if starts else None
-        for r in frame.itertuples():
-            begin = (r.start - origin).total_seconds() if origin is not None and not pd.isna(r.start) else 0.0
-            length = ((r.end - r.start).total_seconds()
-                      if not pd.isna(r.start) and not pd.isna(r.end) else 0.0)
-            rows.append((f"{label}: {r.task}", begin, max(length, 0.0), r.state, int(r.attempts or 1)))
-    if not rows:
-        raise ValueError("no task runs to plot: pass {'flow run label': task_runs(...)}")
-    span = max(begin + length for _, begin, length, _, _ in rows) or 1.0
-    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rows) + 1.3))
-    for i, (_, begin, length, state, attempts) in enumerate(rows):
-        ax.barh(i, max(length, span * 0.006), left=begin, color=colours.get(state, "#8172B2"))
-        note = state + (f", {attempts} attempts" if attempts > 1 else "")
-        ax.text(begin + max(length, span * 0.006) + span * 0.01, i, note, va="center", fontsize=8)
-    ax.set_yticks(range(len(rows)), [name for name, *_ in rows])
-    ax.invert_yaxis()
-    ax.set_xlim(0, span * 1.25)
-    ax.set_xlabel("seconds since the flow run's first task started")
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
 
 
 # ------------------------------------------------------------------ parameterised report notebook
@@ -423,37 +486,3 @@ def notebook_text(path: os.PathLike | str) -> str:
     nb = nbformat.read(str(path), as_version=4)
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                    if o.get("output_type") == "stream")
-
-
-# ------------------------------------------------------------------ schedules
-def next_run_times(cron: str, start: datetime, n: int = 3, tz: str = "UTC") -> list[datetime]:
-    """The next ``n`` times a cron schedule fires after ``start``, computed by Prefect's schedule model."""
-    from prefect.server.schemas.schedules import CronSchedule
-    from prefect.utilities.asyncutils import run_coro_as_sync
-
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
-    schedule = CronSchedule(cron=cron, timezone=tz)
-    return [datetime.fromtimestamp(d.timestamp(), tz=UTC) for d in
-            run_coro_as_sync(schedule.get_dates(n=n, start=start))]
-
-
-# ------------------------------------------------------------------ showing code in a lesson
-def source(obj: Any, docstring: bool = False) -> str:
-    """The source code of a task, flow or function (decorators included), by default without its docstring."""
-    import ast
-    import inspect
-    import textwrap
-
-    fn = getattr(obj, "fn", obj)
-    text = textwrap.dedent(inspect.getsource(fn))
-    if docstring:
-        return text
-    node = ast.parse(text).body[0]
-    body = getattr(node, "body", [])
-    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
-            and isinstance(body[0].value.value, str):
-        lines = text.splitlines()
-        doc = body[0]
-        text = "\n".join(lines[:doc.lineno - 1] + lines[doc.end_lineno:])
-    return text.rstrip() + "\n"

@@ -1,9 +1,12 @@
 """A Prefect API server for a lesson, on loopback, with its state in the lesson's workspace.
 
 Kept apart from :mod:`mlops_course.orchestration` so a lesson can start the server before it imports Prefect
-and the rest (about 3 s), and both start-ups overlap. Importing this module sets Prefect's offline defaults
-(telemetry off, no UI, console logs without clock times) in the environment; Prefect itself is imported only
-when a started server points this process's Prefect client at it.
+and the rest (about 3 s), and both start-ups overlap. Importing this module only sets environment variables
+(telemetry off, no UI, console logs without clock times, Prefect's home out of ``~/.prefect``); it writes no
+file. Prefect itself is imported only when a started server points this process's Prefect client at it.
+
+One process talks to one Prefect API at a time, so starting a :class:`PrefectServer` stops the one this
+process started before (a learner re-running a lesson's setup cell gets a fresh server, not a second one).
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
-from mlops_course import empty_stores, paths, process
+from mlops_course import empty_stores, process
 
 # ------------------------------------------------------------------ settings, before Prefect is imported
 # Console logs without clock times or colours, so stored notebook outputs compare equal on every run.
@@ -51,11 +55,14 @@ SERVER_SETTINGS = {
 }
 for _key, _value in {**OFFLINE_SETTINGS, **CONSOLE_LOG_FORMATS}.items():
     os.environ.setdefault(_key, _value)
-# Imported before setup_lesson (e.g. by a test module): keep Prefect's home out of ~/.prefect until a
-# PrefectServer points it at a lesson workspace.
-if "PREFECT_HOME" not in os.environ:
-    os.environ["PREFECT_HOME"] = str(paths.workspaces_dir() / "prefect-home")
-    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)
+# Imported before setup_lesson (e.g. by a test module): keep Prefect's home out of ~/.prefect until
+# setup_lesson or a PrefectServer points it at a lesson workspace. Only the variable is set here. Prefect
+# creates that folder itself when it is imported (it warns if it cannot: hence a folder whose parent exists,
+# in the system's temporary folder), and puts nothing in it unless a flow runs without a server.
+DEFAULT_PREFECT_HOME = Path(tempfile.gettempdir()) / f"mlops-course-prefect-{getattr(os, 'getuid', lambda: 0)()}"
+os.environ.setdefault("PREFECT_HOME", str(DEFAULT_PREFECT_HOME))
+# The loggers of flow and task runs: with console_logs=False their records go to the API only.
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
 
 # ------------------------------------------------------------------ where Prefect keeps its state
@@ -65,13 +72,37 @@ def prefect_home(workspace: os.PathLike | str | None = None) -> Path:
     return ws / ".tools" / "prefect"
 
 
-def _refresh_prefect_settings() -> None:
-    """Make an already imported Prefect re-read its settings (home, API URL, logging) from the environment."""
+def _refresh_prefect_settings(console_logs: bool = True) -> None:
+    """Make an already imported Prefect re-read its settings (home, API URL, logging) from the environment.
+
+    With ``console_logs=False`` the run loggers stop passing their records on to the console handler; they
+    still send them to the server (Prefect's ``api`` handler sits on those loggers themselves).
+    """
+    import logging
+
     import prefect.context
     from prefect.logging.configuration import setup_logging
 
     prefect.context.refresh_global_settings_context()
     setup_logging(incremental=False)
+    for name in RUN_LOGGERS:
+        logging.getLogger(name).propagate = console_logs
+
+
+def _skip_heartbeats() -> None:
+    """Send no flow-run heartbeats from this process (they cost up to 1 s at the end of every flow run).
+
+    Prefect 3.9 ends each flow run by joining its heartbeat thread, which sleeps in 1 s steps. Heartbeats let a
+    server's automations mark crashed runs; a lesson's server runs none (its triggers service is off). The
+    setting cannot be switched off through the environment (it must be >= 30 s there), so it is set on the
+    settings object Prefect just loaded; a Prefect without the setting is left as it is.
+    """
+    from prefect.settings import get_current_settings
+
+    flows = getattr(get_current_settings(), "flows", None)
+    if flows is not None and hasattr(flows, "heartbeat_frequency"):
+        with contextlib.suppress(Exception):
+            flows.heartbeat_frequency = None
 
 
 class PrefectServer:
@@ -81,12 +112,21 @@ class PrefectServer:
     ~10 s of start-up (imports, database migrations; a copy of a cached empty database skips the migrations,
     see :mod:`mlops_course.empty_stores`) overlaps with the lesson's next cells; ``wait()`` blocks
     until ``/api/health`` answers and points this process's Prefect client at it. ``stop()`` ends the server
-    and restores the environment; the server process is also stopped at interpreter exit, like every
-    :class:`mlops_course.process.BackgroundServer`.
+    and restores the environment; the server process is also stopped at interpreter exit (and by its guard
+    when the kernel is killed), like every :class:`mlops_course.process.BackgroundServer`. Starting a
+    server stops the one this process started before.
+
+    ``console_logs=False`` keeps the log lines of flow and task runs off the console (they still reach the
+    server, where ``client.read_logs`` returns them): their wording is Prefect's and changes between releases,
+    so a lesson whose outputs are compared prints what it reads back from the API instead.
     """
 
-    def __init__(self, workspace: os.PathLike | str | None = None, *, startup_timeout: float = 180.0):
+    _current: PrefectServer | None = None  # the server this process's Prefect client points at
+
+    def __init__(self, workspace: os.PathLike | str | None = None, *, startup_timeout: float = 180.0,
+                 console_logs: bool = True):
         self.workspace = Path(workspace) if workspace is not None else Path.cwd()
+        self.console_logs = console_logs
         self.home = prefect_home(self.workspace)
         self.database = self.home / "prefect.db"
         self.settings = {
@@ -120,6 +160,12 @@ class PrefectServer:
         """Launch the server process in the background (returns immediately; see :meth:`wait`)."""
         if self._thread is not None:
             return self
+        previous = PrefectServer._current
+        if previous is not None and previous is not self:
+            # E.g. the lesson's setup cell run again: one server per process. The environment goes back to
+            # what it would be without the previous server (keeping what others, like setup_lesson, set since).
+            _apply_env(previous._detach())
+        PrefectServer._current = self
         self.home.mkdir(parents=True, exist_ok=True)
         self._fresh_database = not empty_stores.restore("prefect", self.database)
         self._saved_env = {k: os.environ.get(k) for k in [*self.settings, "PREFECT_API_URL"]}
@@ -151,25 +197,37 @@ class PrefectServer:
         if not self.ready:
             if self._fresh_database:  # migrated by this server and still empty: later workspaces copy it
                 empty_stores.keep("prefect", self.database)
-            _refresh_prefect_settings()
+            _refresh_prefect_settings(console_logs=self.console_logs)
+            _skip_heartbeats()
             self.ready = True
         return self
 
     def stop(self) -> None:
         """Flush Prefect's client-side log and event queues, stop the server, restore the environment."""
-        if self.ready:
+        saved = self._saved_env
+        self._end()
+        _apply_env(saved)
+        if saved:
+            _refresh_prefect_settings()
+
+    def _end(self) -> None:
+        """Stop the server process (after flushing what the client queues); leave the environment alone."""
+        if self.ready and self.running:
             flush_client()
         self._server.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        for key, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        if self._saved_env:
-            _refresh_prefect_settings()
         self._saved_env, self.ready, self._thread = {}, False, None
+        if PrefectServer._current is self:
+            PrefectServer._current = None
+
+    def _detach(self) -> dict[str, str | None]:
+        """End this server for a new one: the environment without it, keeping values others changed since."""
+        applied = {**self.settings, "PREFECT_API_URL": self.api_url}
+        without = {key: (saved if os.environ.get(key) == applied.get(key) else os.environ.get(key))
+                   for key, saved in self._saved_env.items()}
+        self._end()
+        return without
 
     def describe(self) -> str:
         """One line for the learner: where the server keeps its state (no port, no path)."""
@@ -188,6 +246,15 @@ class PrefectServer:
     def __repr__(self) -> str:
         state = "ready" if self.ready else ("running" if self.running else "stopped")
         return f"<PrefectServer {state}, database {self.database.name} in the workspace>"
+
+
+def _apply_env(values: dict[str, str | None]) -> None:
+    """Set these environment variables (``None``: remove it)."""
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def flush_client() -> None:
