@@ -79,24 +79,25 @@ def register(logged: LoggedBikeModel, *, name: str = MODEL_NAME, alias: str | No
     return str(version)
 
 
-def aliases(name: str = MODEL_NAME) -> dict[str, str]:
-    """The aliases of a registered model and the version each points at."""
+def aliases(name: str = MODEL_NAME, *, tracking_uri: str | None = None) -> dict[str, str]:
+    """The aliases of a registered model and the version each points at (``tracking_uri``: the current one)."""
     import mlflow
 
-    return {k: str(v) for k, v in sorted(mlflow.MlflowClient().get_registered_model(name).aliases.items())}
+    model = mlflow.MlflowClient(tracking_uri=tracking_uri).get_registered_model(name)
+    return {k: str(v) for k, v in sorted(model.aliases.items())}
 
 
-def version_by_alias(alias: str, name: str = MODEL_NAME):
+def version_by_alias(alias: str, name: str = MODEL_NAME, *, tracking_uri: str | None = None):
     """The ``ModelVersion`` an alias points at; ``AliasError`` lists the aliases that exist."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    client = mlflow.MlflowClient()
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException:
         try:
-            existing = aliases(name)
+            existing = aliases(name, tracking_uri=tracking_uri)
         except MlflowException:
             raise AliasError(f"no registered model named {name!r}; register one first") from None
         raise AliasError(f"model {name!r} has no alias {alias!r}; existing aliases: "

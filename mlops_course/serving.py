@@ -43,7 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops_course import pipeline, registry
 from mlops_course.model_loader import BACKENDS, ModelLoadError, ServedModel, load_served_model
-from mlops_course.process import HOST, BackgroundServer
+from mlops_course.process import HOST, BackgroundServer, ServerError
 from mlops_course.request_log import RequestLog, read_request_log  # noqa: F401 (part of this module's API)
 
 MAX_BATCH = 2000  # rows per request; a month of hourly rows is at most 744
@@ -321,6 +321,10 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
 
 
 # ---------------------------------------------------------------- running it
+class NothingToServe(ServerError):
+    """``start_service`` found no version behind the alias in the tracking store (nothing was started)."""
+
+
 def start_service(model_name: str = registry.MODEL_NAME, alias: str = "champion", *, tracking_uri: str | None = None,
                   request_log: os.PathLike | str | None = None, backend: str = "auto",
                   log_file: os.PathLike | str | None = None, port: int | None = None,
@@ -336,6 +340,11 @@ def start_service(model_name: str = registry.MODEL_NAME, alias: str = "champion"
     tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not tracking_uri:
         raise ValueError("no tracking store: pass tracking_uri=lesson.tracking_uri (or set MLFLOW_TRACKING_URI)")
+    try:  # checked here, in a fraction of a second, rather than by a process that starts, imports and exits
+        registry.version_by_alias(alias, model_name, tracking_uri=tracking_uri)
+    except registry.AliasError as exc:
+        raise NothingToServe(f"nothing to serve at models:/{model_name}@{alias}: {exc}. Run the cells that "
+                             f"register a version and set that alias first.") from None
     command = [sys.executable, "-m", "mlops_course.serving", "--model-name", model_name, "--alias", alias,
                "--tracking-uri", tracking_uri, "--backend", backend, "--port", "{port}",
                "--max-batch", str(max_batch)]

@@ -330,9 +330,25 @@ def test_real_server_starts_answers_and_stops(store):
     assert [r["request_id"] for r in records] == [body["request_id"]]
 
 
-def test_start_service_failure_is_reported_and_cleaned_up(store):
-    with pytest.raises(process.ServerError, match="no alias 'nope'"):
+def test_nothing_to_serve_is_refused_before_a_process_starts(store, tmp_path):
+    with pytest.raises(serving.NothingToServe, match="no alias 'nope'.*champion") as refused:
         serving.start_service(alias="nope", tracking_uri=store.tracking_uri, log_file=store.path("bad.log"))
+    # One line that says what to run first: what a learner who re-ran only the setup cell needs to read.
+    first_line = str(refused.value).splitlines()[0]
+    assert first_line == str(refused.value) and "first" in first_line and len(first_line) <= 240
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    with pytest.raises(serving.NothingToServe, match="no registered model named 'bike-demand'"):
+        serving.start_service(tracking_uri=empty, log_file=tmp_path / "never.log")
+    assert not process._RUNNING and not store.path("bad.log").exists() and not (tmp_path / "never.log").exists()
+
+
+def test_start_service_failure_is_reported_and_cleaned_up(store, bikes):
+    # The alias resolves but the version cannot be served (no ONNX copy with backend="onnx"): the process
+    # starts, exits before it is ready, and the error carries the end of its log.
+    version = register(bikes, ["March"], name="sklearn-only", alias="champion", onnx=False, n_estimators=4)
+    with pytest.raises(process.ServerError, match=f"version {version} of 'sklearn-only' has no ONNX copy"):
+        serving.start_service("sklearn-only", backend="onnx", tracking_uri=store.tracking_uri,
+                              log_file=store.path("bad.log"))
     assert not process._RUNNING
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from markupsafe import escape
 from conftest import LESSON_FILES, NOTEBOOKS
+from markupsafe import escape
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from mlops_course import editions, lessons, site
