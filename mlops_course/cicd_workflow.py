@@ -1,6 +1,7 @@
 """The bike model's GitHub Actions workflow: generated, checked as YAML, and the step commands its jobs run.
 
 ``bike_workflow()`` returns the workflow text (lint -> tests -> train -> evaluate -> gate -> register -> build),
+``trigger_env()`` the environment one trigger (a schedule, a dispatch payload, a manual run's inputs) gives it,
 ``validate_workflow()`` parses a workflow and checks its jobs, steps and order, and
 ``python -m mlops_course.cicd_workflow train|evaluate|gate|register`` are the commands its jobs call.
 """
@@ -11,6 +12,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,8 +48,22 @@ on:
   schedule:
     - cron: "0 6 * * 1"              # CT: retrain every Monday on the newest data
   repository_dispatch:
-    types: [new-data, drift-alert]   # CT: sent by the data pipeline or the drift alert (lesson 05)
-  workflow_dispatch:                 # started by hand
+    types: [new-data, drift-alert]   # CT: sent by the data pipeline or the drift alert (lesson 05);
+                                     # its client_payload may name the window (train_months, test_month, as_of)
+  workflow_dispatch:                 # started by hand, the window as optional inputs
+    inputs:
+      train_months:
+        description: "Months to train on, comma-separated (default <<train_months>>)"
+        type: string
+        required: false
+      test_month:
+        description: "The held-out month the tests and the gate score on (default <<test_month>>)"
+        type: string
+        required: false
+      as_of:
+        description: "Today's date for the freshness test, YYYY-MM-DD (default <<as_of>>)"
+        type: string
+        required: false
 
 permissions:
   contents: read
@@ -60,9 +76,10 @@ env:
   PYTHON_VERSION: "3.11"
   BIKE_DATA: data/bikes.csv
   BIKE_MODEL: build/model.skops
-  BIKE_TRAIN_MONTHS: <<train_months>>
-  BIKE_TEST_MONTH: <<test_month>>
-  BIKE_AS_OF: "<<as_of>>"
+  # The window comes from the trigger: a manual run's inputs, else the dispatch payload, else the default.
+  BIKE_TRAIN_MONTHS: ${{ inputs.train_months || github.event.client_payload.train_months || '<<train_months>>' }}
+  BIKE_TEST_MONTH: ${{ inputs.test_month || github.event.client_payload.test_month || '<<test_month>>' }}
+  BIKE_AS_OF: ${{ inputs.as_of || github.event.client_payload.as_of || '<<as_of>>' }}
   MLFLOW_TRACKING_URI: ${{ secrets.MLFLOW_TRACKING_URI }}
 
 jobs:
@@ -143,10 +160,19 @@ jobs:
     needs: register
     runs-on: ubuntu-latest
     steps:
-<<setup>><<data>>      - name: Training-serving skew test against the new champion
+<<setup>><<data>>      - name: Build the service image (lesson 04's build context)
+        run: docker build -t "bike-demand-service:${{ github.sha }}" deploy/
+      - name: Start the image just built, serving the new champion
+        run: >-
+          docker run -d --name bike-service --network host -e MLFLOW_TRACKING_URI
+          "bike-demand-service:${{ github.sha }}"
+      - name: Training-serving skew test against that running image
+        env:
+          SERVICE_URL: http://127.0.0.1:<<service_port>>
         run: pytest -q ci_tests/test_serving.py
-      - name: Build the serving container of the champion
-        run: mlflow models build-docker --model-uri "models:/bike-demand@champion" --name "bike-demand:${{ github.sha }}"
+      - name: Its log, whatever happened
+        if: always()
+        run: docker logs bike-service
 """
 JOB_ORDER = ("lint", "tests", "train", "evaluate", "gate", "register", "build")
 # Text each job must run (in a step's `run` or `uses`): what validate_workflow checks by default.
@@ -157,7 +183,7 @@ EXPECTED_STEPS: dict[str, tuple[str, ...]] = {
     "evaluate": ("actions/download-artifact", "pytest -q ci_tests/test_model.py", "cicd_workflow evaluate"),
     "gate": ("actions/download-artifact", "cicd_workflow gate"),
     "register": ("actions/download-artifact", "cicd_workflow register"),
-    "build": ("pytest -q ci_tests/test_serving.py", "mlflow models build-docker"),
+    "build": ("docker build", "docker run", "pytest -q ci_tests/test_serving.py"),
 }
 
 
@@ -171,6 +197,7 @@ def bike_workflow(*, train_months: Sequence[str] = ("Jan", "Feb", "March", "Apri
     manual approval.
     """
     from mlops_course import data
+    from mlops_course.deploy import SERVICE_PORT  # the port the image's service listens on
 
     unknown = [m for m in [*train_months, test_month] if m not in data.MONTHS]
     if unknown:
@@ -180,7 +207,7 @@ def bike_workflow(*, train_months: Sequence[str] = ("Jan", "Feb", "March", "Apri
     values = {"train_months": ",".join(train_months), "test_month": test_month, "as_of": as_of,
               "margin": f"{margin:g}",
               "environment": f"    environment: {environment}\n" if environment else "", "strip_args": STRIP_ARGS,
-              "setup": SETUP_STEPS, "data": DATA_STEP}
+              "setup": SETUP_STEPS, "data": DATA_STEP, "service_port": str(SERVICE_PORT)}
     text = WORKFLOW
     for key, value in values.items():
         text = text.replace(f"<<{key}>>", value)
@@ -303,6 +330,63 @@ def validate_workflow(source: str | os.PathLike | Mapping,
 def validate_bike_workflow(source: str | os.PathLike | Mapping) -> WorkflowReport:
     """``validate_workflow`` with the bike model's expected jobs, steps and order."""
     return validate_workflow(source, EXPECTED_STEPS, JOB_ORDER)
+
+
+# ---------------------------------------------------------------- what a trigger hands the jobs
+_OPERAND = re.compile(r"\s*(?:'((?:[^']|'')*)'|([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*))\s*$")
+
+
+def _evaluate(expression: str, context: Mapping[str, Any], key: str) -> str:
+    """``a || b || 'literal'`` as GitHub evaluates it: the first operand that is not empty, null or false."""
+    value: Any = None
+    for operand in re.split(r"\|\|(?=(?:[^']*'[^']*')*[^']*$)", expression):
+        match = _OPERAND.match(operand)
+        if not match:
+            raise WorkflowError([(f"env {key}: {operand.strip()!r} in ${{{{ {expression.strip()} }}}} is beyond "
+                                  "what trigger_env evaluates (context paths and '...' strings joined by ||)")])
+        literal, path = match.groups()
+        if literal is not None:
+            value = literal.replace("''", "'")
+        else:
+            value = context
+            for part in path.split("."):
+                value = value.get(part) if isinstance(value, Mapping) else None
+        if value not in (None, "", False):
+            break
+    return "" if value is None else str(value)
+
+
+def trigger_env(source: str | os.PathLike | Mapping, event_name: str, event: Mapping[str, Any] | None = None,
+                *, secrets: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The workflow-level ``env`` the jobs would get for one trigger, ``${{ ... }}`` evaluated.
+
+    ``event`` is the trigger's payload as GitHub delivers it: ``{"inputs": {...}}`` for ``workflow_dispatch``,
+    ``{"action": "<event type>", "client_payload": {...}}`` for ``repository_dispatch``. Raises
+    ``WorkflowError`` when the workflow does not start on that event or an input is not declared.
+    """
+    doc = load_workflow(source)
+    event = dict(event or {})
+    on = doc.get("on") or {}
+    on = {on: None} if isinstance(on, str) else {t: None for t in on} if isinstance(on, list) else dict(on)
+    if event_name not in on:
+        raise WorkflowError([f"the workflow does not start on {event_name!r}; its triggers: {sorted(on)}"])
+    settings = on[event_name] if isinstance(on[event_name], Mapping) else {}  # schedule holds a list
+    types = settings.get("types") if event_name == "repository_dispatch" else None
+    if types and event.get("action") not in types:
+        raise WorkflowError([f"repository_dispatch of type {event.get('action')!r} does not start it; types: {types}"])
+    inputs = dict(event.get("inputs") or {}) if event_name == "workflow_dispatch" else {}
+    unknown = sorted(set(inputs) - set(settings.get("inputs") or {}))
+    if unknown:
+        declared = sorted(settings.get("inputs") or {})
+        raise WorkflowError([f"workflow_dispatch inputs {unknown} are not declared; declared: {declared}"])
+    context = {"github": {"event_name": event_name, "event": event}, "inputs": inputs,
+               "secrets": dict(secrets or {}), "vars": {}}
+    env = {}
+    for key, value in (doc.get("env") or {}).items():
+        text = str(value)
+        whole = re.fullmatch(r"\s*\$\{\{(.*)\}\}\s*", text, re.DOTALL)
+        env[key] = _evaluate(whole.group(1), context, key) if whole else text
+    return env
 
 
 # ---------------------------------------------------------------- the commands the jobs run

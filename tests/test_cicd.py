@@ -154,6 +154,16 @@ def test_skew_test_passes_for_the_champion_and_catches_a_mismatched_onnx_copy(le
     version = registry.register(logged[0], alias="champion")
     result = cicd.run_pytest("ci_tests/test_serving.py", cwd=lesson.workspace, env=env)
     assert result.summary == "1 passed", result.output
+    # As the workflow's build job runs it: against a running service (there, the image just built).
+    from mlops_course import serving
+
+    with serving.start_service(tracking_uri=lesson.tracking_uri, log_file=lesson.path("svc.log")) as svc:
+        result = cicd.run_pytest("ci_tests/test_serving.py", cwd=lesson.workspace,
+                                 env={**env, "SERVICE_URL": svc.url})
+    assert result.summary == "1 passed", result.output
+    result = cicd.run_pytest("ci_tests/test_serving.py", cwd=lesson.workspace,
+                             env={**env, "SERVICE_URL": svc.url, "SERVICE_WAIT": "2"})  # stopped: none answers
+    assert result.summary == "1 failed" and "no healthy service at" in result.failures[0], result.output
     # The service serves the version's ONNX copy: point it at another model's copy, as a packaging bug would.
     mlflow.MlflowClient().set_model_version_tag(registry.MODEL_NAME, version, registry.ONNX_TAG,
                                                 logged[1].onnx_model_uri)
@@ -169,10 +179,64 @@ def test_generated_workflow_has_the_jobs_in_order():
     assert report.needs["register"] == ["gate"] and "repository_dispatch" in report.triggers
     assert "lint: " in str(report) and "(after gate)" in str(report)
     doc = cicd_workflow.load_workflow(cicd_workflow.bike_workflow(margin=0.1, test_month="May"))
-    assert doc["env"]["BIKE_TEST_MONTH"] == "May" and "environment" not in doc["jobs"]["register"]
+    assert cicd_workflow.trigger_env(doc, "push")["BIKE_TEST_MONTH"] == "May"
+    assert "environment" not in doc["jobs"]["register"]
     assert "--margin 0.1" in json.dumps(doc["jobs"]["gate"])
     manual = cicd_workflow.load_workflow(cicd_workflow.bike_workflow(environment="production"))
     assert manual["jobs"]["register"]["environment"] == "production"
+
+
+@pytest.mark.parametrize("environment", [None, "production"])
+def test_generated_workflow_passes_githubs_schema(tmp_path, environment):
+    from mlops_course import lint
+
+    path = tmp_path / "bike-model.yml"
+    path.write_text(cicd_workflow.bike_workflow(environment=environment))
+    assert lint.check_workflow(path).ok, lint.check_workflow(path)
+    path.write_text(cicd_workflow.bike_workflow().replace("    runs-on:", "    runs_on:", 1))
+    verdict = lint.check_workflow(path)
+    assert not verdict.ok and "$.jobs.lint: 'runs-on' is a required property" in str(verdict), verdict
+
+
+DRIFT_ALERT = {"action": "drift-alert",
+               "client_payload": {"train_months": "March,April,May,June", "test_month": "July",
+                                  "as_of": "2011-08-01"}}
+
+
+def test_the_trigger_sets_the_window():
+    workflow = cicd_workflow.bike_workflow()
+    window = ("BIKE_TRAIN_MONTHS", "BIKE_TEST_MONTH", "BIKE_AS_OF")
+
+    def env(*trigger):
+        got = cicd_workflow.trigger_env(workflow, *trigger)
+        return tuple(got[k] for k in window)
+
+    assert env("schedule") == env("push") == ("Jan,Feb,March,April,May", "June", "2011-07-01")
+    assert env("repository_dispatch", DRIFT_ALERT) == ("March,April,May,June", "July", "2011-08-01")
+    assert env("repository_dispatch", {"action": "new-data"}) == env("schedule")  # no payload: the default
+    assert env("workflow_dispatch", {"inputs": {"test_month": "May", "train_months": ""}}) == (
+        "Jan,Feb,March,April,May", "May", "2011-07-01")  # an input left empty falls back, as on GitHub
+    secrets = cicd_workflow.trigger_env(workflow, "push", secrets={"MLFLOW_TRACKING_URI": "http://mlflow:5000"})
+    assert secrets["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+
+
+@pytest.mark.parametrize("trigger,message", [
+    (("release", {}), "does not start on 'release'"),
+    (("repository_dispatch", {"action": "retrain"}), "type 'retrain' does not start it"),
+    (("workflow_dispatch", {"inputs": {"months": "May"}}), "inputs ['months'] are not declared"),
+])
+def test_trigger_env_names_a_trigger_the_workflow_refuses(trigger, message):
+    with pytest.raises(cicd_workflow.WorkflowError) as err:
+        cicd_workflow.trigger_env(cicd_workflow.bike_workflow(), *trigger)
+    assert message in str(err.value)
+
+
+def test_trigger_env_refuses_expressions_it_cannot_evaluate():
+    workflow = {"on": "push", "env": {"WHEN": "${{ format('{0}', github.sha) }}", "PLAIN": "x"}}
+    with pytest.raises(cicd_workflow.WorkflowError, match="env WHEN: .*format"):
+        cicd_workflow.trigger_env(workflow, "push")
+    workflow["env"]["WHEN"] = "${{ github.event_name || 'none' }}"
+    assert cicd_workflow.trigger_env(workflow, "push") == {"WHEN": "push", "PLAIN": "x"}
 
 
 def test_bike_workflow_rejects_bad_settings():
@@ -255,6 +319,28 @@ def test_steps_train_evaluate_gate_register(lesson_env, bikes, monkeypatch, caps
     assert cicd_workflow.main(["gate", "--margin", "0.05"]) == 0 and "champion kept" in capsys.readouterr().out
     assert outputs.read_text() == "promote=true\npromote=false\n"
     mlflow.set_experiment(experiment_id="0")  # the register step set "bike-ci": leave no active experiment behind
+
+
+def test_two_triggers_train_on_two_windows(lesson_env, bikes, monkeypatch, capsys):
+    from mlops_course import setup_lesson, versioning
+
+    lesson = setup_lesson("96", quiet=True)
+    lesson.path("data").mkdir()
+    data.select_months(bikes, data.MONTHS[:7]).to_csv(lesson.path("data", "bikes.csv"), index=False)
+    workflow = cicd_workflow.bike_workflow()
+    trained = {}
+    for name, trigger in [("schedule", ("schedule",)), ("drift alert", ("repository_dispatch", DRIFT_ALERT))]:
+        for key, value in cicd_workflow.trigger_env(workflow, *trigger).items():
+            monkeypatch.setenv(key, value)
+        assert cicd_workflow.main(["train"]) == 0
+        assert cicd_workflow.main(["evaluate"]) == 0
+        said = capsys.readouterr().out
+        trained[name] = (said.splitlines()[0].split(":")[0], json.loads(lesson.path("build", "metrics.json")
+                                                                       .read_text())["month"],
+                         versioning.md5(lesson.path("build", "model.skops")))
+    assert trained["schedule"][:2] == ("trained on Jan,Feb,March,April,May", "June")
+    assert trained["drift alert"][:2] == ("trained on March,April,May,June", "July")
+    assert trained["schedule"][2] != trained["drift alert"][2]  # two windows, two models
 
 
 def test_steps_report_missing_inputs(lesson_env, monkeypatch, capsys):
