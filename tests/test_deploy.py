@@ -137,3 +137,116 @@ def test_start_together_starts_all_or_none(tmp_path):
     with pytest.raises(ServerError, match="exited with code 4"):
         deploy.start_together(c, bad)
     assert not c.running and not port_in_use(c.port)
+
+
+# ---------------------------------------------------------------- the serving image's build context
+@pytest.fixture(scope="module")
+def build_context(tmp_path_factory):
+    return deploy.write_build_context(tmp_path_factory.mktemp("image") / "context", python="3.11")
+
+
+def test_build_context_holds_what_the_dockerfile_copies_and_lints_clean(build_context):
+    from mlops_course import lint
+
+    ctx = build_context
+    assert sorted(p.name for p in ctx.path.iterdir()) == ["Dockerfile", ctx.wheel, deploy.SERVING_REQUIREMENTS]
+    assert ctx.wheel.startswith("mlops_course-") and ctx.wheel.endswith("-py3-none-any.whl")
+    assert sorted(deploy.check_build_context(ctx.path)) == sorted([deploy.SERVING_REQUIREMENTS, ctx.wheel])
+    assert lint.hadolint(ctx.path / "Dockerfile").findings == ()
+    steps = deploy.dockerfile_instructions((ctx.path / "Dockerfile").read_text())
+    kinds = [k for k, _ in steps]
+    assert kinds[0] == "FROM" and dict(steps)["FROM"] == "python:3.11-slim"
+    assert dict(steps)["USER"] == "10001" and "HEALTHCHECK" in kinds
+    entrypoint = yaml.safe_load(dict(steps)["ENTRYPOINT"])  # JSON form: a list, which YAML reads too
+    assert entrypoint[:3] == ["python", "-m", "mlops_course.serving"]
+    assert yaml.safe_load(dict(steps)["CMD"]) == ["--alias", "champion"]
+    assert f"installs {ctx.serving_packages} packages" in str(ctx) and f"has {ctx.lock_packages}" in str(ctx)
+
+
+def test_serving_requirements_are_the_locks_pins_for_what_the_service_needs(build_context):
+    ctx = build_context
+    lock = deploy.read_lock(Path(__file__).resolve().parents[1] / deploy.LOCK_FILE)
+    assert ctx.lock_packages == len(lock) and ctx.serving_packages < ctx.lock_packages / 3
+    assert set(ctx.requirements) <= set(lock.values())  # the lock's lines, markers and all
+    names = {line.split("==")[0] for line in ctx.requirements}
+    for needed in ("fastapi", "uvicorn", "pydantic", "mlflow-skinny", "scikit-learn", "skops", "onnxruntime",
+                   "onnx", "prometheus-client", "pandas", "numpy", "starlette", "h11"):
+        assert needed in names, needed
+    for dev_only in ("jupyterlab", "prefect", "dvc", "evidently", "mlflow", "papermill", "pytest", "sqlalchemy"):
+        assert dev_only not in names, dev_only
+    written = (ctx.path / deploy.SERVING_REQUIREMENTS).read_text().splitlines()
+    assert [line for line in written if line and not line.startswith("#")] == list(ctx.requirements)
+
+
+SERVICE_ONLY_MODULES = ("serving", "model_loader")  # every import counts, however deep in a function
+MODULES_THE_SERVICE_LOADS = ("registry", "packaging", "pipeline", "data", "schema", "process", "request_log",
+                             "paths", "offline", "workspace", "empty_stores", "__init__")
+LOADED_LAZILY = ("mlflow", "sklearn", "skops", "onnx", "onnxruntime")  # by the flavours when a model loads
+
+
+def _imported_top_levels(path, *, module_level_only):
+    import ast
+
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if module_level_only else ast.walk(tree)
+    names = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_closure_covers_every_import_of_the_service():
+    from importlib import metadata
+
+    package = Path(deploy.__file__).parent
+    names = set(LOADED_LAZILY)
+    for module in SERVICE_ONLY_MODULES:
+        names |= _imported_top_levels(package / f"{module}.py", module_level_only=False)
+    for module in MODULES_THE_SERVICE_LOADS:
+        names |= _imported_top_levels(package / f"{module}.py", module_level_only=True)
+    closure = set(deploy.requirement_closure())
+    owners = metadata.packages_distributions()
+    uncovered = {name for name in names - set(sys.stdlib_module_names) - {"mlops_course", "__future__"}
+                 if not {deploy._canonical(d) for d in owners.get(name, [])} & closure}
+    assert not uncovered, f"the service imports {uncovered}, which the serving requirements do not install"
+
+
+def test_a_missing_file_in_the_context_is_named(build_context, tmp_path):
+    import shutil
+
+    ctx = shutil.copytree(build_context.path, tmp_path / "ctx")
+    (ctx / build_context.wheel).unlink()
+    with pytest.raises(deploy.BuildContextError, match=rf"copies '{build_context.wheel}', which is not in"):
+        deploy.check_build_context(ctx)
+    (ctx / "Dockerfile").write_text("FROM python:3.11-slim\nCOPY --chown=10001 model/ config.yaml /srv/\n")
+    (ctx / "model").mkdir()
+    with pytest.raises(deploy.BuildContextError, match="copies 'config.yaml'"):
+        deploy.check_build_context(ctx)
+    (ctx / "Dockerfile").unlink()
+    with pytest.raises(deploy.BuildContextError, match="no Dockerfile"):
+        deploy.check_build_context(ctx)
+    with pytest.raises(FileExistsError, match="not empty"):
+        deploy.write_build_context(build_context.path)
+
+
+def test_a_lock_without_a_needed_pin_is_refused(tmp_path):
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("fastapi==0.150.0\n    # via mlops-course\n")
+    with pytest.raises(ValueError, match=r"requirements.lock has no pin for \[.*'uvicorn'"):
+        deploy.serving_requirements(lock)
+    lock.write_text("fastapi>=0.1\n")
+    with pytest.raises(ValueError, match="not pinned"):
+        deploy.read_lock(lock)
+    with pytest.raises(FileNotFoundError, match="no lock file"):
+        deploy.read_lock(tmp_path / "nope.lock")
+
+
+def test_dockerfile_instructions_join_continuations():
+    text = 'FROM a\n# c\nRUN x \\\n    && y\nCOPY ["a b", "c", "/d/"]\nCOPY --chown=1 e f /g/\n'
+    steps = deploy.dockerfile_instructions(text)
+    assert steps == [("FROM", "a"), ("RUN", "x && y"), ("COPY", '["a b", "c", "/d/"]'),
+                     ("COPY", "--chown=1 e f /g/")]
+    assert deploy.copy_sources(steps[2][1]) == ["a b", "c"] and deploy.copy_sources(steps[3][1]) == ["e", "f"]
