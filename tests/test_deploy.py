@@ -250,3 +250,121 @@ def test_dockerfile_instructions_join_continuations():
     assert steps == [("FROM", "a"), ("RUN", "x && y"), ("COPY", '["a b", "c", "/d/"]'),
                      ("COPY", "--chown=1 e f /g/")]
     assert deploy.copy_sources(steps[2][1]) == ["a b", "c"] and deploy.copy_sources(steps[3][1]) == ["e", "f"]
+
+
+# ---------------------------------------------------------------- build rehearsal: the image's steps, no Docker
+def _uv():
+    found = Path(sys.executable).parent / "uv"
+    if not found.is_file():
+        pytest.skip("uv is not in this environment (make .venv/done installs it)")
+    return str(found)
+
+
+def _uv_pip(args, venv):
+    """``pip install ...`` of a RUN step as uv runs it into ``venv``, from uv's cache (the index if it must)."""
+    import subprocess
+
+    args = [a for a in args if a != "--no-cache-dir"]
+    base = [_uv(), "pip", "install", "--quiet", "--compile-bytecode", "--python", str(venv / "bin" / "python")]
+    done = subprocess.run(base + ["--offline"] + args, capture_output=True, text=True, check=False)
+    if done.returncode != 0:  # a package missing from the cache: fetch it as docker build would
+        done = subprocess.run(base + args, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def rehearse(context, root):
+    """Follow the context's Dockerfile step by step in ``root`` (container paths mapped into it): FROM gives
+    the Python version, ENV the environment, WORKDIR/COPY the files, RUN's ``pip install`` goes into a fresh
+    venv made from the context alone. Returns the entrypoint command (``python`` is the venv's, ``{port}`` the
+    port), the environment, the working directory and the HEALTHCHECK command."""
+    import json
+    import shlex
+    import shutil
+    import subprocess
+
+    venv = root / "venv"
+    subprocess.run([_uv(), "venv", "--quiet", "--offline", "--python", sys.executable, str(venv)], check=True)
+    env, workdir, entrypoint, cmd, healthcheck, port = {}, root, [], [], [], None
+
+    def inside(path):
+        return root / path.lstrip("/") if path.startswith("/") else workdir / path
+
+    for instruction, args in deploy.dockerfile_instructions((context / "Dockerfile").read_text()):
+        if instruction == "FROM":
+            assert args == f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
+        elif instruction == "ENV":
+            env.update(part.split("=", 1) for part in shlex.split(args))
+        elif instruction == "WORKDIR":
+            workdir = inside(args)
+            workdir.mkdir(parents=True, exist_ok=True)
+        elif instruction == "COPY":
+            *sources, dest = shlex.split(args)
+            for source in sources:
+                assert (context / source).exists(), f"COPY {source}: not in the build context"
+                shutil.copy2(context / source, inside(dest) / source if dest.endswith(("/", ".")) else inside(dest))
+        elif instruction == "RUN":
+            for command in args.split("&&"):
+                words = shlex.split(command)
+                if words[:2] == ["pip", "install"]:
+                    _uv_pip([str(workdir / w) if (workdir / w).is_file() else w for w in words[2:]], venv)
+                elif words[0] == "mkdir":
+                    for folder in words[1:]:
+                        inside(folder).mkdir(parents=True, exist_ok=True)
+                else:
+                    assert words[0] in ("useradd", "chown"), f"RUN {command}: no rehearsal for this step"
+        elif instruction == "EXPOSE":
+            port = args
+        elif instruction == "HEALTHCHECK":
+            healthcheck = json.loads(args.split(" CMD ", 1)[1])
+        elif instruction == "ENTRYPOINT":
+            entrypoint = json.loads(args)
+        elif instruction == "CMD":
+            cmd = json.loads(args)
+    python = str(venv / "bin" / "python")
+
+    def local(words):
+        shown = [python if w == "python" else w for w in words]
+        shown = ["127.0.0.1" if w == "0.0.0.0" else w for w in shown]
+        shown = [w.replace(f":{port}/", ":{port}/") if "127.0.0.1:" in w else w for w in shown]
+        shown = ["{port}" if w == port else w for w in shown]
+        return [str(inside(w)) if w.startswith("/srv/") else w for w in shown]
+
+    return local(entrypoint + cmd), env, workdir, local(healthcheck)
+
+
+def test_build_rehearsal_serves_health_and_predict(build_context, lesson_env):
+    """The image's build, rehearsed without Docker: a venv from the context alone, the Dockerfile's steps,
+    then its ENTRYPOINT + CMD started on 127.0.0.1 against a tracking server with a champion."""
+    import subprocess
+
+    import httpx
+    import mlflow
+    from conftest import small_champion
+
+    from mlops_course import process, serving, setup_lesson, tracking
+
+    lesson = setup_lesson("97", quiet=True)
+    mlflow.set_experiment("build-rehearsal")
+    small_champion()
+    command, env, workdir, healthcheck = rehearse(build_context.path, lesson_env / "image")
+    venv_python = command[0]
+    probe = ("import mlops_course, mlflow; print(mlops_course.__file__); "
+             "import importlib.util as u; print(u.find_spec('sqlalchemy') is None)")
+    where = subprocess.run([venv_python, "-c", probe],
+                           capture_output=True, text=True, cwd=workdir, env={**env, "PATH": os.environ["PATH"]},
+                           check=True).stdout.split()
+    assert where[0].startswith(str(lesson_env / "image" / "venv")) and where[1] == "True"  # the wheel, no SQL store
+    with tracking.tracking_server(lesson.workspace, backend_store_uri=lesson.tracking_uri) as registry_server:
+        service = process.BackgroundServer(
+            command, log_file=lesson_env / "image" / "service.log", cwd=workdir, startup_timeout=120,
+            name="rehearsed-image", env={**env, "MLFLOW_TRACKING_URI": registry_server.url, "PYTHONPATH": "",
+                                         "VIRTUAL_ENV": ""})
+        with service:
+            health = httpx.get(f"{service.url}/health", timeout=10)
+            assert health.status_code == 200 and health.json()["model_version"] == "1", service.log_tail()
+            answer = httpx.post(f"{service.url}/predict", json={"rows": [serving.EXAMPLE_ROW]}, timeout=10)
+            assert answer.status_code == 200 and len(answer.json()["predictions"]) == 1
+            check = subprocess.run([w.replace("{port}", str(service.port)) for w in healthcheck], env=env,
+                                   capture_output=True, text=True, timeout=30, check=False)
+            assert check.returncode == 0, check.stderr  # the image's HEALTHCHECK passes
+        assert (workdir / "logs" / "requests.jsonl").is_file()
