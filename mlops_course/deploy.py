@@ -32,27 +32,16 @@ class ManifestError(ValueError):
 
 # ---------------------------------------------------------------- container image
 def service_dockerfile(*, python: str | None = None, port: int = SERVICE_PORT) -> str:
-    """A Dockerfile for the course's FastAPI service (``python -m mlops_course.serving``).
+    """The Dockerfile for the course's FastAPI service (``python -m mlops_course.serving``), as
+    :func:`write_build_context` writes it beside the files it copies (use that to get a folder that builds).
 
-    The model is not baked in: at start-up the service loads ``models:/bike-demand@champion`` from the
-    tracking server named by ``MLFLOW_TRACKING_URI``, so one image serves every version.
+    The model is not baked in: at start-up the service loads ``models:/bike-demand@champion`` (or the version
+    a Kubernetes ``args: [--version, N]`` pins) from the tracking server named by ``MLFLOW_TRACKING_URI``, so
+    one image serves every version.
     """
-    base = packaging.dockerfile_base(python=python, port=port, requirements="requirements.lock")
-    return f"""\
-# The bike-demand prediction service: GET /health, POST /predict, POST /reload, GET /metrics.
-#   docker build -t bike-demand-service:1 .
-#   docker run --rm -p 127.0.0.1:{port}:{port} -e MLFLOW_TRACKING_URI=http://mlflow:5000 bike-demand-service:1
-{base}COPY mlops_course/ /srv/mlops_course/
+    from mlops_course import __version__
 
-RUN useradd --create-home --uid 10001 app && mkdir /srv/logs && chown app /srv/logs
-USER app
-EXPOSE {port}
-# Inside a container the server listens on all interfaces so the port mapping can reach it.
-ENTRYPOINT ["python", "-m", "mlops_course.serving", "--host", "0.0.0.0", "--port", "{port}", \\
-            "--request-log", "/srv/logs/requests.jsonl"]
-# Arguments that a Kubernetes `args:` may replace.
-CMD ["--alias", "champion"]
-"""
+    return build_context_dockerfile(f"mlops_course-{__version__}-py3-none-any.whl", python=python, port=port)
 
 
 # ---------------------------------------------------------------- a self-contained build context
@@ -292,15 +281,23 @@ def write_build_context(out_dir: os.PathLike | str, *, lock: os.PathLike | str |
 # ---------------------------------------------------------------- Kubernetes
 def k8s_manifests(*, name: str = "bike-demand", image: str = "bike-demand-service:1", replicas: int = 2,
                   port: int = SERVICE_PORT, cpu: str = "250m", memory: str = "384Mi", cpu_limit: str = "1",
-                  memory_limit: str = "768Mi", alias: str = "champion",
-                  tracking_uri: str = "http://mlflow.mlops.svc:5000", track: str | None = None) -> list[dict]:
+                  memory_limit: str = "768Mi", alias: str = "champion", version: str | int | None = None,
+                  tracking_uri: str = "http://mlflow.mlops.svc:5000", track: str | None = "stable") -> list[dict]:
     """A Deployment (``replicas`` pods of the service, resource requests and limits, readiness and liveness
-    probes on ``/health``) and a Service in front of them. ``track`` (e.g. ``"canary"``) adds a label and a
-    name suffix so a second Deployment can run beside the first.
+    probes on ``/health``) and a Service in front of them.
+
+    ``track`` (``"stable"`` by default, e.g. ``"canary"`` for a second Deployment beside it) is a label in the
+    Deployment's selector and in its pod labels, so two Deployments never claim each other's pods; the Service
+    selects by ``app`` only, so it sends traffic to both. A track other than ``"stable"`` is added to the
+    Deployment's name. ``version``: the model version the pods serve, pinned (``--version``), e.g. the one
+    ``alias`` points at when the manifest is written (``registry.version_by_alias``): a pod that restarts
+    later loads the same model instead of whatever the alias names by then.
     """
     if int(replicas) < 1:
         raise ValueError(f"replicas must be at least 1; got {replicas}")
-    deployment_name = f"{name}-{track}" if track else name
+    if version is not None and not str(version).isdigit():
+        raise ValueError(f"version must be a model version number like 3; got {version!r}")
+    deployment_name = f"{name}-{track}" if track and track != "stable" else name
 
     def labels() -> dict:  # a fresh dict each time: shared objects would turn into YAML anchors
         return {"app": name, **({"track": track} if track else {})}
@@ -309,10 +306,11 @@ def k8s_manifests(*, name: str = "bike-demand", image: str = "bike-demand-servic
         return {"httpGet": {"path": "/health", "port": port}, "initialDelaySeconds": delay, "periodSeconds": 5,
                 "timeoutSeconds": 2}
 
+    args = ["--alias", alias] + (["--version", str(version)] if version is not None else [])
     container = {
         "name": "service", "image": image, "ports": [{"containerPort": port, "name": "http"}],
         "env": [{"name": "MLFLOW_TRACKING_URI", "value": tracking_uri}],
-        "args": ["--alias", alias],  # replaces the image's CMD, keeps its ENTRYPOINT
+        "args": args,  # replaces the image's CMD, keeps its ENTRYPOINT
         "resources": {"requests": {"cpu": cpu, "memory": memory},
                       "limits": {"cpu": cpu_limit, "memory": memory_limit}},
         "readinessProbe": probe(5),
@@ -396,6 +394,18 @@ def manifest_problems(manifests: str | Iterable[Mapping[str, Any]]) -> list[str]
                 problems.append(f"{cname}: readinessProbe.httpGet.path must be /health, got {probe_path!r}")
             if probe_port not in ports and probe_port != "http":
                 problems.append(f"{cname}: readinessProbe port {probe_port!r} is not a container port {ports}")
+    names = [_get(d, "metadata", "name") for d in deployments]
+    for dup in sorted({n for n in names if names.count(n) > 1}, key=str):
+        problems.append(f"two Deployments are named {dup!r}: applying the second replaces the first; "
+                        f"give the canary a name of its own (e.g. {dup}-canary)")
+    for i, a in enumerate(deployments):
+        selector = _get(a, "spec", "selector", "matchLabels") or {}
+        for j, b in enumerate(deployments):
+            pods = _get(b, "spec", "template", "metadata", "labels") or {}
+            if i != j and selector and all(pods.get(k) == v for k, v in selector.items()):
+                problems.append(f"Deployment {names[i] or '?'}: spec.selector.matchLabels {selector} also matches "
+                                f"the pods of Deployment {names[j] or '?'} {pods}; put a track label "
+                                f"(stable, canary) in each selector and its pod labels")
     pod_label_sets = [_get(d, "spec", "template", "metadata", "labels") or {} for d in deployments]
     container_ports = {p.get("containerPort") for d in deployments
                        for c in _get(d, "spec", "template", "spec", "containers") or [] for p in c.get("ports") or []}
@@ -411,12 +421,39 @@ def manifest_problems(manifests: str | Iterable[Mapping[str, Any]]) -> list[str]
     return problems
 
 
+def validation_findings(manifests: str | Iterable[Mapping[str, Any]], *,
+                        version: str | None = None) -> list[str]:
+    """What ``kubernetes-validate`` says about the manifests (strict, against ``lint.KUBERNETES_VERSION``):
+    one line per finding, naming the resource and the field; empty when the API server would accept them."""
+    import tempfile
+
+    from mlops_course import lint
+
+    text = manifests if isinstance(manifests, str) else to_yaml(manifests)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "k8s.yaml"
+        path.write_text(text, encoding="utf-8")
+        verdict = lint.kubernetes_validate(path, version=version or lint.KUBERNETES_VERSION)
+    return [f"{verdict.tool}: {finding}" for finding in verdict.findings]
+
+
 def check_manifests(manifests: str | Iterable[Mapping[str, Any]]) -> list[dict]:
-    """The manifests as dicts when they pass :func:`manifest_problems`; ``ManifestError`` otherwise."""
+    """The manifests as dicts when they pass :func:`manifest_problems` and ``kubernetes-validate``
+    (:func:`validation_findings`); ``ManifestError`` listing every problem otherwise."""
     problems = manifest_problems(manifests)
+    docs = None
+    if isinstance(manifests, str):
+        try:
+            docs = [d for d in yaml.safe_load_all(manifests) if d is not None]
+        except yaml.YAMLError:
+            pass
+    else:
+        docs = list(manifests)
+    if docs is not None and all(isinstance(d, Mapping) for d in docs):
+        problems += [p for p in validation_findings(docs) if p not in problems]
     if problems:
         raise ManifestError(problems)
-    return list(yaml.safe_load_all(manifests)) if isinstance(manifests, str) else list(manifests)
+    return docs
 
 
 # ---------------------------------------------------------------- mlflow models serve

@@ -30,7 +30,72 @@ def test_canary_track_runs_beside_the_stable_one():
     canary, _ = deploy.k8s_manifests(track="canary", replicas=1, image="bike-demand-service:2")
     assert canary["metadata"]["name"] == "bike-demand-canary" and stable["metadata"]["name"] == "bike-demand"
     assert canary["spec"]["template"]["metadata"]["labels"] == {"app": "bike-demand", "track": "canary"}
+    assert stable["spec"]["template"]["metadata"]["labels"] == {"app": "bike-demand", "track": "stable"}
     assert deploy.manifest_problems([stable, canary, service]) == []  # the Service selects both
+
+
+def matches(selector, labels):
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def test_canary_and_stable_selectors_are_disjoint_and_the_service_selects_both():
+    stable, service = deploy.k8s_manifests()
+    canary, _ = deploy.k8s_manifests(track="canary", replicas=1, image="bike-demand-service:2")
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in (stable, canary)}
+    for d in (stable, canary):
+        selector = d["spec"]["selector"]["matchLabels"]
+        assert [n for n, labels in pods.items() if matches(selector, labels)] == [d["metadata"]["name"]]
+        assert matches(service["spec"]["selector"], pods[d["metadata"]["name"]])
+    assert service["spec"]["selector"] == {"app": "bike-demand"}
+
+
+def test_a_canary_that_claims_the_stable_pods_or_takes_its_name_is_flagged():
+    stable, service = deploy.k8s_manifests()
+    unlabelled, _ = deploy.k8s_manifests(track=None)  # selector app only: it matches the canary's pods too
+    canary, _ = deploy.k8s_manifests(track="canary", replicas=1)
+    problems = deploy.manifest_problems([unlabelled, canary, service])
+    assert len(problems) == 1 and "Deployment bike-demand: spec.selector.matchLabels" in problems[0]
+    assert "also matches the pods of Deployment bike-demand-canary" in problems[0]
+    loose = copy.deepcopy(canary)
+    loose["spec"]["selector"]["matchLabels"] = {"app": "bike-demand"}
+    assert any("Deployment bike-demand-canary: spec.selector" in p and "pods of Deployment bike-demand " in p
+               for p in deploy.manifest_problems([stable, loose, service]))
+    same_name = copy.deepcopy(canary)
+    same_name["metadata"]["name"] = "bike-demand"
+    assert any("two Deployments are named 'bike-demand'" in p
+               for p in deploy.manifest_problems([stable, same_name, service]))
+
+
+def test_manifests_pass_kubernetes_validate():
+    from mlops_course import lint
+
+    docs = deploy.k8s_manifests() + deploy.k8s_manifests(track="canary", replicas=1, version=2)[:1]
+    assert deploy.validation_findings(docs) == []
+    assert deploy.check_manifests(deploy.to_yaml(docs)) == docs
+    assert lint.KUBERNETES_VERSION.count(".") == 2  # a pinned version, not "latest"
+
+
+def test_a_wrong_field_is_reported_by_kubernetes_validate_naming_the_field():
+    docs = deploy.k8s_manifests()
+    container(docs[0])["imagePullPolicyy"] = "Always"  # a typo the course's own checks do not look at
+    assert deploy.manifest_problems(docs) == []
+    with pytest.raises(deploy.ManifestError) as raised:
+        deploy.check_manifests(deploy.to_yaml(docs))
+    [problem] = raised.value.problems
+    assert problem.startswith("kubernetes-validate (Kubernetes ")
+    assert "Deployment/bike-demand: spec.template.spec.containers[0]" in problem and "imagePullPolicyy" in problem
+    docs = deploy.k8s_manifests()
+    docs[1]["spec"]["ports"][0]["port"] = "eighty"
+    assert any("Service/bike-demand: spec.ports[0].port" in p for p in deploy.validation_findings(docs))
+
+
+def test_the_version_is_pinned_per_deployment():
+    stable, _ = deploy.k8s_manifests(version=3)
+    canary, _ = deploy.k8s_manifests(track="canary", alias="challenger", version="4", replicas=1)
+    assert container(stable)["args"] == ["--alias", "champion", "--version", "3"]
+    assert container(canary)["args"] == ["--alias", "challenger", "--version", "4"]
+    with pytest.raises(ValueError, match="version must be a model version number"):
+        deploy.k8s_manifests(version="latest")
 
 
 def broken(change):
@@ -84,7 +149,8 @@ def test_bad_arguments():
 def test_service_dockerfile_runs_the_service_and_lets_k8s_args_replace_cmd():
     text = deploy.service_dockerfile(python="3.11", port=8000)
     assert text.splitlines()[3] == "FROM python:3.11-slim"
-    assert '"-m", "mlops_course.serving"' in text and "EXPOSE 8000" in text and "USER app" in text
+    assert '"-m", "mlops_course.serving"' in text and "EXPOSE 8000" in text and "USER 10001" in text
+    assert "requirements.lock" not in text and "COPY mlops_course/" not in text  # nothing outside its context
     entry = [line for line in text.splitlines() if line.startswith("ENTRYPOINT")]
     cmd = [line for line in text.splitlines() if line.startswith("CMD")]
     assert entry and cmd == ['CMD ["--alias", "champion"]']
