@@ -363,10 +363,11 @@ def start_service(model_name: str = registry.MODEL_NAME, alias: str = "champion"
     return server.start() if start else server
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser(prog="python -m mlops_course.serving", description=__doc__.splitlines()[0])
+def argument_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser
+                    ) -> argparse.ArgumentParser:
+    """The command line of ``python -m mlops_course.serving`` (the image's ENTRYPOINT; a Kubernetes ``args:``
+    list is parsed by it). ``parser_class``: e.g. one whose ``error`` raises instead of exiting."""
+    parser = parser_class(prog="python -m mlops_course.serving", description=__doc__.splitlines()[0])
     parser.add_argument("--model-name", default=registry.MODEL_NAME)
     parser.add_argument("--alias", default="champion")
     parser.add_argument("--version", default=None,
@@ -377,7 +378,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-batch", type=int, default=MAX_BATCH)
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--host", default=HOST, help="interface to listen on (default 127.0.0.1: this machine only)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import uvicorn
+
+    args = argument_parser().parse_args(argv)
     app = create_app(args.model_name, args.alias, tracking_uri=args.tracking_uri, request_log=args.request_log,
                      backend=args.backend, max_batch=args.max_batch, version=args.version)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
