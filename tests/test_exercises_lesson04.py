@@ -138,6 +138,7 @@ def test_04_3_names_the_mistake():
     assert "its own list item" in evaluate("04.3", one_string).hint
     wrong_version = deploy.k8s_manifests(track="canary", replicas=1, image="x:2", alias="challenger", version=1)
     assert "the challenger is version 2" in evaluate("04.3", wrong_version[:1], challenger_version=2).hint
+    assert "no challenger alias" in evaluate("04.3", wrong_version[:1]).hint  # no registry to ask here
     typo = HAND_WRITTEN_CANARY.replace("replicas: 1", "replica: 1")
     feedback = evaluate("04.3", typo)
     assert "Kubernetes would refuse it" in feedback.message and "replica" in feedback.message
@@ -197,3 +198,10 @@ def test_04_4_rollback(two_versions, fake_service):
     assert "take the body" in evaluate("04.4", json.loads(health("2")), fake_service).hint
     assert evaluate("04.4", json.loads(health("1")), fake_service).ok
     assert "model_version" in evaluate("04.4", "1", fake_service).message
+
+
+def test_04_3_a_pinned_version_is_compared_with_the_registrys_challenger(two_versions):
+    mlflow.MlflowClient().set_registered_model_alias("bike-demand", "challenger", "2")
+    settings = {"track": "canary", "replicas": 1, "image": "bike-demand-service:2", "alias": "challenger"}
+    assert evaluate("04.3", deploy.k8s_manifests(**settings, version=2)[:1]).ok
+    assert "the challenger is version 2" in evaluate("04.3", deploy.k8s_manifests(**settings, version=1)[:1]).hint

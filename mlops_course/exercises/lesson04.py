@@ -100,6 +100,7 @@ def _canary_serves(args, challenger_version) -> tuple[bool, str, str]:
     import argparse
     import contextlib
     import io
+    import os
 
     from mlops_course import registry, serving
 
@@ -121,8 +122,9 @@ def _canary_serves(args, challenger_version) -> tuple[bool, str, str]:
         return False, f"model {parsed.model_name!r}", f"the canary serves {registry.MODEL_NAME!r}, the default."
     if parsed.version is not None:
         if challenger_version is None:
-            try:
-                challenger_version = registry.version_by_alias("challenger").version
+            try:  # the lesson's store (setup_lesson sets MLFLOW_TRACKING_URI); never a stray ./mlflow.db
+                challenger_version = registry.version_by_alias(
+                    "challenger", tracking_uri=os.environ["MLFLOW_TRACKING_URI"]).version
             except Exception:  # noqa: BLE001 - no registry, no alias: say what cannot be checked
                 return False, f"version {parsed.version}", ("no challenger alias to compare --version with here: "
                                                             "serve --alias challenger, or run section 9 first.")
