@@ -251,7 +251,7 @@ def build_wheel(out_dir: os.PathLike | str, *, source: os.PathLike | str | None 
 
 def write_build_context(out_dir: os.PathLike | str, *, lock: os.PathLike | str | None = None,
                         python: str | None = None, port: int = SERVICE_PORT,
-                        roots: Iterable[str] = SERVING_DISTRIBUTIONS) -> BuildContext:
+                        roots: Iterable[str] = SERVING_DISTRIBUTIONS, replace: bool = False) -> BuildContext:
     """A folder to run ``docker build`` in, holding everything its Dockerfile copies and nothing more:
 
     - ``requirements-serving.txt``: the lock's pins for what the service needs at run time
@@ -259,9 +259,16 @@ def write_build_context(out_dir: os.PathLike | str, *, lock: os.PathLike | str |
     - ``mlops_course-<version>-py3-none-any.whl``: the course package (:func:`build_wheel`);
     - ``Dockerfile`` (:func:`build_context_dockerfile`), checked against the folder (:func:`check_build_context`).
 
-    ``lock`` defaults to the course repository's ``requirements.lock``. Returns a :class:`BuildContext`.
+    ``lock`` defaults to the course repository's ``requirements.lock``. ``replace=True`` first removes a build
+    context written there before (a folder holding only a Dockerfile, a requirements file and wheels), so a
+    lesson cell can run twice. Returns a :class:`BuildContext`.
     """
+    import shutil
+
     out = Path(out_dir)
+    if replace and out.is_dir() and (out / "Dockerfile").is_file() and all(
+            p.name in ("Dockerfile", SERVING_REQUIREMENTS) or p.suffix == ".whl" for p in out.iterdir()):
+        shutil.rmtree(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out.name} already exists and is not empty: pick a new folder")
     lock = Path(lock) if lock is not None else Path(__file__).resolve().parents[1] / LOCK_FILE

@@ -296,6 +296,15 @@ def test_a_missing_file_in_the_context_is_named(build_context, tmp_path):
         deploy.check_build_context(ctx)
     with pytest.raises(FileExistsError, match="not empty"):
         deploy.write_build_context(build_context.path)
+    (ctx / "notes.txt").write_text("mine")  # not a build context any more: replace=True leaves it alone
+    with pytest.raises(FileExistsError, match="not empty"):
+        deploy.write_build_context(ctx, replace=True)
+
+
+def test_a_build_context_can_be_written_again_in_place(tmp_path):
+    first = deploy.write_build_context(tmp_path / "image")
+    again = deploy.write_build_context(tmp_path / "image", replace=True)
+    assert again.requirements == first.requirements and deploy.check_build_context(again.path)
 
 
 def test_a_lock_without_a_needed_pin_is_refused(tmp_path):
