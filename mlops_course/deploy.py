@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +32,115 @@ class ManifestError(ValueError):
 
 # ---------------------------------------------------------------- container image
 def service_dockerfile(*, python: str | None = None, port: int = SERVICE_PORT) -> str:
-    """A Dockerfile for the course's FastAPI service (``python -m mlops_course.serving``).
+    """The Dockerfile for the course's FastAPI service (``python -m mlops_course.serving``), as
+    :func:`write_build_context` writes it beside the files it copies (use that to get a folder that builds).
 
-    The model is not baked in: at start-up the service loads ``models:/bike-demand@champion`` from the
-    tracking server named by ``MLFLOW_TRACKING_URI``, so one image serves every version.
+    The model is not baked in: at start-up the service loads ``models:/bike-demand@champion`` (or the version
+    a Kubernetes ``args: [--version, N]`` pins) from the tracking server named by ``MLFLOW_TRACKING_URI``, so
+    one image serves every version.
     """
-    base = packaging.dockerfile_base(python=python, port=port, requirements="requirements.lock")
+    from mlops_course import __version__
+
+    return build_context_dockerfile(f"mlops_course-{__version__}-py3-none-any.whl", python=python, port=port)
+
+
+# ---------------------------------------------------------------- a self-contained build context
+# The distributions the service's own code imports at run time (serving.py, model_loader.py, registry.py and
+# the modules they import); everything else in the image is what these require, read from their installed
+# metadata by serving_requirements(). mlflow-skinny is MLflow's client without the tracking server, its UI and
+# the SQL store: the image talks to a tracking server over HTTP (MLFLOW_TRACKING_URI), so it needs no more.
+SERVING_DISTRIBUTIONS = ("fastapi", "uvicorn", "pydantic", "prometheus-client", "numpy", "pandas", "mlflow-skinny",
+                         "scikit-learn", "skops", "onnx", "onnxruntime")
+SERVING_REQUIREMENTS = "requirements-serving.txt"
+LOCK_FILE = "requirements.lock"
+
+
+class BuildContextError(FileNotFoundError):
+    """A build context lacks a file its Dockerfile copies (or the Dockerfile itself); names the file."""
+
+
+def _canonical(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_lock(lock: os.PathLike | str) -> dict[str, str]:
+    """The pinned lines of a ``uv pip compile`` lock file, by canonical distribution name (``# via`` comments
+    and blank lines left out; an environment marker after ``;`` stays on its line)."""
+    path = Path(lock)
+    if not path.is_file():
+        raise FileNotFoundError(f"no lock file at {path.name}: run `make lock` in the course repository")
+    pins = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if "==" not in line:
+            raise ValueError(f"{path.name}: {line!r} is not pinned with ==")
+        pins[_canonical(line.split("==", 1)[0].split("[", 1)[0].strip())] = line
+    return pins
+
+
+def requirement_closure(roots: Iterable[str] = SERVING_DISTRIBUTIONS) -> list[str]:
+    """The canonical names of ``roots`` and of everything they require, transitively, read from the installed
+    distributions' metadata (``importlib.metadata``): extras left out, environment markers evaluated for this
+    interpreter (the image's base uses the same Python version)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    todo = [_canonical(r) for r in roots]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        try:
+            requires = metadata.distribution(name).requires or []
+        except metadata.PackageNotFoundError:
+            raise ValueError(f"{name} is not installed here, so what it requires is unknown: "
+                             f"`make .venv/done` installs the lock") from None
+        seen.add(name)
+        for text in requires:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(_canonical(req.name))
+    return sorted(seen)
+
+
+def serving_requirements(lock: os.PathLike | str, roots: Iterable[str] = SERVING_DISTRIBUTIONS) -> list[str]:
+    """The lock's lines for the closure of ``roots`` (:func:`requirement_closure`): what the serving image
+    installs, at exactly the versions the course is tested with."""
+    pins = read_lock(lock)
+    closure = requirement_closure(roots)
+    missing = [name for name in closure if name not in pins]
+    if missing:
+        raise ValueError(f"{Path(lock).name} has no pin for {missing}: re-run `make lock`")
+    return [pins[name] for name in closure]
+
+
+def build_context_dockerfile(wheel: str, *, python: str | None = None, port: int = SERVICE_PORT,
+                             requirements: str = SERVING_REQUIREMENTS) -> str:
+    """The Dockerfile of a build context from :func:`write_build_context`: the serving requirements in one
+    cached layer, the course package from its wheel (``--no-deps``: its dependencies are the layer before), a
+    numeric non-root user, a HEALTHCHECK on ``/health``, JSON-form ``ENTRYPOINT`` and ``CMD``."""
+    base = packaging.dockerfile_base(python=python, port=port, requirements=requirements)
     return f"""\
 # The bike-demand prediction service: GET /health, POST /predict, POST /reload, GET /metrics.
 #   docker build -t bike-demand-service:1 .
 #   docker run --rm -p 127.0.0.1:{port}:{port} -e MLFLOW_TRACKING_URI=http://mlflow:5000 bike-demand-service:1
-{base}COPY mlops_course/ /srv/mlops_course/
+{base}
+# The course package itself, without its dependencies: the layer above installed them.
+COPY {wheel} .
+RUN pip install --no-cache-dir --no-deps {wheel} \\
+    && useradd --create-home --uid 10001 app && mkdir /srv/logs && chown 10001 /srv/logs
+# A numeric user: Kubernetes' runAsNonRoot can only verify a number.
+USER 10001
 
-RUN useradd --create-home --uid 10001 app && mkdir /srv/logs && chown app /srv/logs
-USER app
 EXPOSE {port}
+HEALTHCHECK --interval=30s --timeout=3s \\
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/health')"]
 # Inside a container the server listens on all interfaces so the port mapping can reach it.
 ENTRYPOINT ["python", "-m", "mlops_course.serving", "--host", "0.0.0.0", "--port", "{port}", \\
             "--request-log", "/srv/logs/requests.jsonl"]
@@ -54,18 +149,162 @@ CMD ["--alias", "champion"]
 """
 
 
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """A Dockerfile as ``(INSTRUCTION, arguments)`` pairs: comments dropped, ``\\`` continuations joined."""
+    steps, current = [], ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1].rstrip() + " "
+            continue
+        current += line
+        instruction, _, args = current.partition(" ")
+        steps.append((instruction.upper(), args.strip()))
+        current = ""
+    if current:
+        instruction, _, args = current.partition(" ")
+        steps.append((instruction.upper(), args.strip()))
+    return steps
+
+
+def copy_sources(args: str) -> list[str]:
+    """The sources of one ``COPY`` instruction (flags such as ``--chown`` left out; JSON form understood)."""
+    import json
+    import shlex
+
+    parts = json.loads(args) if args.startswith("[") else shlex.split(args)
+    parts = [p for p in parts if not p.startswith("--")]
+    return parts[:-1]
+
+
+def check_build_context(context: os.PathLike | str) -> list[str]:
+    """Every file the context's Dockerfile copies, after checking each is there; :class:`BuildContextError`
+    names the first that is not (or the Dockerfile, if that is missing)."""
+    root = Path(context)
+    dockerfile = root / "Dockerfile"
+    if not dockerfile.is_file():
+        raise BuildContextError(f"build context {root.name}: no Dockerfile")
+    copied = []
+    for instruction, args in dockerfile_instructions(dockerfile.read_text(encoding="utf-8")):
+        if instruction in ("COPY", "ADD"):
+            for source in copy_sources(args):
+                if not (root / source).exists():
+                    raise BuildContextError(f"build context {root.name}: the Dockerfile copies {source!r}, "
+                                            f"which is not in the context")
+                copied.append(source)
+    return copied
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """A written build context: its folder, the files in it, and how many packages the image installs."""
+
+    path: Path
+    wheel: str
+    requirements: tuple[str, ...]
+    lock_packages: int
+
+    @property
+    def serving_packages(self) -> int:
+        return len(self.requirements)
+
+    def __str__(self) -> str:
+        return (f"build context {self.path.name}/: {', '.join(sorted(p.name for p in self.path.iterdir()))}\n"
+                f"the image installs {self.serving_packages} packages (+ the course wheel); "
+                f"the full lock has {self.lock_packages}")
+
+
+def build_wheel(out_dir: os.PathLike | str, *, source: os.PathLike | str | None = None) -> Path:
+    """Build the course package as a wheel into ``out_dir`` and return its path.
+
+    The sources (``pyproject.toml``, ``README.md``, ``LICENSE``, ``mlops_course/``) are copied to a temporary
+    folder first, so the build leaves nothing in the repository; the build uses this environment's setuptools
+    (no build isolation, so it works offline).
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    source = Path(source) if source is not None else Path(__file__).resolve().parents[1]
+    if not (source / "pyproject.toml").is_file():
+        raise FileNotFoundError(f"no pyproject.toml in {source.name}: build the wheel from the course repository")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            if (source / name).is_file():
+                shutil.copy2(source / name, Path(tmp) / name)
+        shutil.copytree(source / "mlops_course", Path(tmp) / "mlops_course",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
+                               "--no-deps", "--no-build-isolation", "--no-index", "-w", str(out), tmp],
+                              capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the course wheel failed:\n{done.stderr.strip()[-2000:]}")
+    wheels = sorted(out.glob("mlops_course-*.whl"))
+    if not wheels:
+        raise RuntimeError("building the course wheel produced no mlops_course-*.whl")
+    return wheels[-1]
+
+
+def write_build_context(out_dir: os.PathLike | str, *, lock: os.PathLike | str | None = None,
+                        python: str | None = None, port: int = SERVICE_PORT,
+                        roots: Iterable[str] = SERVING_DISTRIBUTIONS, replace: bool = False) -> BuildContext:
+    """A folder to run ``docker build`` in, holding everything its Dockerfile copies and nothing more:
+
+    - ``requirements-serving.txt``: the lock's pins for what the service needs at run time
+      (:func:`serving_requirements`), not the course's whole development lock;
+    - ``mlops_course-<version>-py3-none-any.whl``: the course package (:func:`build_wheel`);
+    - ``Dockerfile`` (:func:`build_context_dockerfile`), checked against the folder (:func:`check_build_context`).
+
+    ``lock`` defaults to the course repository's ``requirements.lock``. ``replace=True`` first removes a build
+    context written there before (a folder holding only a Dockerfile, a requirements file and wheels), so a
+    lesson cell can run twice. Returns a :class:`BuildContext`.
+    """
+    import shutil
+
+    out = Path(out_dir)
+    if replace and out.is_dir() and (out / "Dockerfile").is_file() and all(
+            p.name in ("Dockerfile", SERVING_REQUIREMENTS) or p.suffix == ".whl" for p in out.iterdir()):
+        shutil.rmtree(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out.name} already exists and is not empty: pick a new folder")
+    lock = Path(lock) if lock is not None else Path(__file__).resolve().parents[1] / LOCK_FILE
+    lines = serving_requirements(lock, roots)
+    lock_packages = len(read_lock(lock))
+    out.mkdir(parents=True, exist_ok=True)
+    header = (f"# What the prediction service needs at run time, pinned as in {lock.name}: the distributions\n"
+              f"# {', '.join(roots)} and everything they require (mlops_course.deploy.serving_requirements).\n")
+    (out / SERVING_REQUIREMENTS).write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
+    wheel = build_wheel(out)
+    (out / "Dockerfile").write_text(build_context_dockerfile(wheel.name, python=python, port=port),
+                                    encoding="utf-8")
+    check_build_context(out)
+    return BuildContext(out, wheel.name, tuple(lines), lock_packages)
+
+
 # ---------------------------------------------------------------- Kubernetes
 def k8s_manifests(*, name: str = "bike-demand", image: str = "bike-demand-service:1", replicas: int = 2,
                   port: int = SERVICE_PORT, cpu: str = "250m", memory: str = "384Mi", cpu_limit: str = "1",
-                  memory_limit: str = "768Mi", alias: str = "champion",
-                  tracking_uri: str = "http://mlflow.mlops.svc:5000", track: str | None = None) -> list[dict]:
+                  memory_limit: str = "768Mi", alias: str = "champion", version: str | int | None = None,
+                  tracking_uri: str = "http://mlflow.mlops.svc:5000", track: str | None = "stable") -> list[dict]:
     """A Deployment (``replicas`` pods of the service, resource requests and limits, readiness and liveness
-    probes on ``/health``) and a Service in front of them. ``track`` (e.g. ``"canary"``) adds a label and a
-    name suffix so a second Deployment can run beside the first.
+    probes on ``/health``) and a Service in front of them.
+
+    ``track`` (``"stable"`` by default, e.g. ``"canary"`` for a second Deployment beside it) is a label in the
+    Deployment's selector and in its pod labels, so two Deployments never claim each other's pods; the Service
+    selects by ``app`` only, so it sends traffic to both. A track other than ``"stable"`` is added to the
+    Deployment's name. ``version``: the model version the pods serve, pinned (``--version``), e.g. the one
+    ``alias`` points at when the manifest is written (``registry.version_by_alias``): a pod that restarts
+    later loads the same model instead of whatever the alias names by then.
     """
     if int(replicas) < 1:
         raise ValueError(f"replicas must be at least 1; got {replicas}")
-    deployment_name = f"{name}-{track}" if track else name
+    if version is not None and not str(version).isdigit():
+        raise ValueError(f"version must be a model version number like 3; got {version!r}")
+    deployment_name = f"{name}-{track}" if track and track != "stable" else name
 
     def labels() -> dict:  # a fresh dict each time: shared objects would turn into YAML anchors
         return {"app": name, **({"track": track} if track else {})}
@@ -74,10 +313,11 @@ def k8s_manifests(*, name: str = "bike-demand", image: str = "bike-demand-servic
         return {"httpGet": {"path": "/health", "port": port}, "initialDelaySeconds": delay, "periodSeconds": 5,
                 "timeoutSeconds": 2}
 
+    args = ["--alias", alias] + (["--version", str(version)] if version is not None else [])
     container = {
         "name": "service", "image": image, "ports": [{"containerPort": port, "name": "http"}],
         "env": [{"name": "MLFLOW_TRACKING_URI", "value": tracking_uri}],
-        "args": ["--alias", alias],  # replaces the image's CMD, keeps its ENTRYPOINT
+        "args": args,  # replaces the image's CMD, keeps its ENTRYPOINT
         "resources": {"requests": {"cpu": cpu, "memory": memory},
                       "limits": {"cpu": cpu_limit, "memory": memory_limit}},
         "readinessProbe": probe(5),
@@ -161,6 +401,18 @@ def manifest_problems(manifests: str | Iterable[Mapping[str, Any]]) -> list[str]
                 problems.append(f"{cname}: readinessProbe.httpGet.path must be /health, got {probe_path!r}")
             if probe_port not in ports and probe_port != "http":
                 problems.append(f"{cname}: readinessProbe port {probe_port!r} is not a container port {ports}")
+    names = [_get(d, "metadata", "name") for d in deployments]
+    for dup in sorted({n for n in names if names.count(n) > 1}, key=str):
+        problems.append(f"two Deployments are named {dup!r}: applying the second replaces the first; "
+                        f"give the canary a name of its own (e.g. {dup}-canary)")
+    for i, a in enumerate(deployments):
+        selector = _get(a, "spec", "selector", "matchLabels") or {}
+        for j, b in enumerate(deployments):
+            pods = _get(b, "spec", "template", "metadata", "labels") or {}
+            if i != j and selector and all(pods.get(k) == v for k, v in selector.items()):
+                problems.append(f"Deployment {names[i] or '?'}: spec.selector.matchLabels {selector} also matches "
+                                f"the pods of Deployment {names[j] or '?'} {pods}; put a track label "
+                                f"(stable, canary) in each selector and its pod labels")
     pod_label_sets = [_get(d, "spec", "template", "metadata", "labels") or {} for d in deployments]
     container_ports = {p.get("containerPort") for d in deployments
                        for c in _get(d, "spec", "template", "spec", "containers") or [] for p in c.get("ports") or []}
@@ -176,12 +428,39 @@ def manifest_problems(manifests: str | Iterable[Mapping[str, Any]]) -> list[str]
     return problems
 
 
+def validation_findings(manifests: str | Iterable[Mapping[str, Any]], *,
+                        version: str | None = None) -> list[str]:
+    """What ``kubernetes-validate`` says about the manifests (strict, against ``lint.KUBERNETES_VERSION``):
+    one line per finding, naming the resource and the field; empty when the API server would accept them."""
+    import tempfile
+
+    from mlops_course import lint
+
+    text = manifests if isinstance(manifests, str) else to_yaml(manifests)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "k8s.yaml"
+        path.write_text(text, encoding="utf-8")
+        verdict = lint.kubernetes_validate(path, version=version or lint.KUBERNETES_VERSION)
+    return [f"{verdict.tool}: {finding}" for finding in verdict.findings]
+
+
 def check_manifests(manifests: str | Iterable[Mapping[str, Any]]) -> list[dict]:
-    """The manifests as dicts when they pass :func:`manifest_problems`; ``ManifestError`` otherwise."""
+    """The manifests as dicts when they pass :func:`manifest_problems` and ``kubernetes-validate``
+    (:func:`validation_findings`); ``ManifestError`` listing every problem otherwise."""
     problems = manifest_problems(manifests)
+    docs = None
+    if isinstance(manifests, str):
+        try:
+            docs = [d for d in yaml.safe_load_all(manifests) if d is not None]
+        except yaml.YAMLError:
+            pass
+    else:
+        docs = list(manifests)
+    if docs is not None and all(isinstance(d, Mapping) for d in docs):
+        problems += [p for p in validation_findings(docs) if p not in problems]
     if problems:
         raise ManifestError(problems)
-    return list(yaml.safe_load_all(manifests)) if isinstance(manifests, str) else list(manifests)
+    return docs
 
 
 # ---------------------------------------------------------------- mlflow models serve

@@ -111,8 +111,13 @@ def kubernetes_validate(path: Path | str, *, version: str = KUBERNETES_VERSION, 
     except yaml.YAMLError as exc:
         return Verdict("kubernetes-validate", p.name, (f"not valid YAML: {exc}",))
     for i, doc in enumerate(documents):
-        name = f"{doc.get('kind', '?')}/{(doc.get('metadata') or {}).get('name', '?')}" \
+        meta = doc.get("metadata") if isinstance(doc, dict) else None
+        name = f"{doc.get('kind', '?')}/{meta.get('name', '?') if isinstance(meta, dict) else '?'}" \
             if isinstance(doc, dict) else f"document {i + 1}"
+        missing = [key for key in ("apiVersion", "kind") if not isinstance(doc, dict) or not doc.get(key)]
+        if isinstance(doc, dict) and missing:  # kubernetes-validate would fail with a KeyError
+            findings.append(f"{name}: (top level): {' and '.join(missing)} required")
+            continue
         try:
             kv.validate(doc, version, strict=strict)
         except kv.ValidationError as exc:

@@ -102,16 +102,22 @@ def check_signature(name: str, version: str) -> None:
 
 def load_served_model(name: str = registry.MODEL_NAME, alias: str = "champion", *,
                       tracking_uri: str | None = None, backend: str = "auto",
-                      attempts: int = 3) -> ServedModel:
+                      attempts: int = 3, version: str | int | None = None) -> ServedModel:
     """Load the version ``alias`` points at. ``backend``: ``"auto"`` (ONNX when the version has an ONNX copy,
     scikit-learn otherwise), ``"onnx"`` or ``"sklearn"``.
 
     The alias is resolved before and after loading; if it moved in between, the load is repeated, so the
     returned version number always matches the loaded model. A version whose signature does not match the
     request schema is refused (:func:`check_signature`).
+
+    ``version``: load that version instead and leave the alias alone (a Deployment pinned to the version the
+    alias named when its manifest was written: a restarted pod loads the same model). ``alias`` is then only
+    reported, as where the version came from.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if version is not None:
+        return _load_version(name, alias, str(version), tracking_uri=tracking_uri, backend=backend)
     with tracking_store(tracking_uri):
         for _ in range(max(1, attempts)):
             try:
@@ -131,3 +137,27 @@ def load_served_model(name: str = registry.MODEL_NAME, alias: str = "champion", 
             if str(after.version) == str(before.version):
                 return ServedModel(name, alias, str(before.version), chosen, predictor)
     raise ModelLoadError(f"alias {alias!r} of {name!r} kept moving while the model was loaded; try again")
+
+
+def _load_version(name: str, alias: str, version: str, *, tracking_uri: str | None, backend: str) -> ServedModel:
+    """One pinned version, loaded with the same checks as an alias (signature, ONNX copy for ``onnx``)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if not version.isdigit():
+        raise ModelLoadError(f"a model version is a whole number like 3; got {version!r}")
+    with tracking_store(tracking_uri):
+        try:
+            mv = mlflow.MlflowClient().get_model_version(name, version)
+        except MlflowException:
+            raise ModelLoadError(f"model {name!r} has no version {version}") from None
+        check_signature(name, version)
+        onnx_uri = mv.tags.get(registry.ONNX_TAG)
+        if backend == "onnx" and not onnx_uri:
+            raise ModelLoadError(f"version {version} of {name!r} has no ONNX copy (tag {registry.ONNX_TAG!r}); "
+                                 f"serve it with backend='sklearn' or 'auto'")
+        if onnx_uri and backend in ("auto", "onnx"):
+            session = packaging.onnx_session(mlflow.onnx.load_model(onnx_uri))
+            return ServedModel(name, alias, version, "onnx", _onnx_predictor(session))
+        model = mlflow.sklearn.load_model(f"models:/{name}/{version}")
+        return ServedModel(name, alias, version, "sklearn", _sklearn_predictor(model))

@@ -228,8 +228,11 @@ def http_error_body(request: Request, exc: StarletteHTTPException) -> dict:
 # ---------------------------------------------------------------- the app
 def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *, tracking_uri: str | None = None,
                request_log: os.PathLike | str | None = None, backend: str = "auto",
-               max_batch: int = MAX_BATCH) -> FastAPI:
+               max_batch: int = MAX_BATCH, version: str | int | None = None) -> FastAPI:
     """The prediction service for ``models:/<model_name>@<alias>``; the model is loaded now.
+
+    ``version``: serve that version, pinned (``/reload`` loads it again rather than following the alias);
+    ``alias`` is then reported as where it came from.
 
     ``request_log``: JSON-lines file for the monitoring lesson (none when ``None``). ``backend``: ``"auto"``
     (ONNX Runtime when the version has an ONNX copy, scikit-learn otherwise), ``"onnx"`` or ``"sklearn"``.
@@ -238,7 +241,8 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if int(max_batch) < 1:
         raise ValueError(f"max_batch must be at least 1; got {max_batch}")
-    state = {"model": load_served_model(model_name, alias, tracking_uri=tracking_uri, backend=backend),
+    state = {"model": load_served_model(model_name, alias, tracking_uri=tracking_uri, backend=backend,
+                                        version=version),
              "backend": backend}
     metrics = ServiceMetrics()
     metrics.serving(state["model"])
@@ -252,8 +256,9 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
         if log is not None:
             log.close()
 
+    served_uri = f"models:/{model_name}/{version}" if version is not None else f"models:/{model_name}@{alias}"
     app = FastAPI(title="Bike demand prediction service", version="1.0", lifespan=lifespan,
-                  description=f"Predicts hourly bike rentals with `models:/{model_name}@{alias}`. "
+                  description=f"Predicts hourly bike rentals with `{served_uri}`. "
                               "Every feature is a number within its range; see the schema below.")
     app.state.metrics = metrics
     app.state.request_log = log
@@ -303,7 +308,8 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
             current: ServedModel = state["model"]
             wanted = backend or state["backend"]
             try:
-                new = load_served_model(current.name, current.alias, tracking_uri=tracking_uri, backend=wanted)
+                new = load_served_model(current.name, current.alias, tracking_uri=tracking_uri, backend=wanted,
+                                        version=version)
             except Exception as exc:  # noqa: BLE001 - whatever failed, the current model keeps serving
                 status = 409 if isinstance(exc, ModelLoadError) else 503
                 message = (f"reload failed, still serving version {current.version} ({current.backend}): "
@@ -357,21 +363,30 @@ def start_service(model_name: str = registry.MODEL_NAME, alias: str = "champion"
     return server.start() if start else server
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser(prog="python -m mlops_course.serving", description=__doc__.splitlines()[0])
+def argument_parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser
+                    ) -> argparse.ArgumentParser:
+    """The command line of ``python -m mlops_course.serving`` (the image's ENTRYPOINT; a Kubernetes ``args:``
+    list is parsed by it). ``parser_class``: e.g. one whose ``error`` raises instead of exiting."""
+    parser = parser_class(prog="python -m mlops_course.serving", description=__doc__.splitlines()[0])
     parser.add_argument("--model-name", default=registry.MODEL_NAME)
     parser.add_argument("--alias", default="champion")
+    parser.add_argument("--version", default=None,
+                        help="serve this model version, pinned (the alias is then only reported)")
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
     parser.add_argument("--backend", choices=BACKENDS, default="auto")
     parser.add_argument("--request-log", default=None)
     parser.add_argument("--max-batch", type=int, default=MAX_BATCH)
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--host", default=HOST, help="interface to listen on (default 127.0.0.1: this machine only)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import uvicorn
+
+    args = argument_parser().parse_args(argv)
     app = create_app(args.model_name, args.alias, tracking_uri=args.tracking_uri, request_log=args.request_log,
-                     backend=args.backend, max_batch=args.max_batch)
+                     backend=args.backend, max_batch=args.max_batch, version=args.version)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

@@ -8,6 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import mlflow
 import pytest
+import yaml
 
 from mlops_course import data, deploy, pipeline, registry
 from mlops_course.exercises import evaluate
@@ -80,18 +81,89 @@ def canary(**changes):
     return deploy.to_yaml([deploy.k8s_manifests(**settings)[0]])
 
 
-def test_04_3_canary():
-    assert evaluate("04.3", canary()).ok
+HAND_WRITTEN_CANARY = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: bike-demand-canary
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: bike-demand, track: canary}
+  template:
+    metadata:
+      labels: {track: canary, app: bike-demand, team: ml}
+    spec:
+      containers:
+      - name: service
+        image: registry.example:5000/bike-demand-service:2
+        args: ["--alias=challenger"]
+        ports: [{containerPort: 8000, name: http}]
+        resources: {requests: {cpu: 100m, memory: 256Mi}}
+        readinessProbe: {httpGet: {path: /health, port: http}}
+"""
+
+
+def test_04_3_accepts_different_correct_canaries():
+    assert evaluate("04.3", canary()).ok  # the course's generator
+    assert evaluate("04.3", HAND_WRITTEN_CANARY).ok  # by hand: another name order, --alias=, a named port
+    pinned = deploy.k8s_manifests(track="canary", replicas=1, image="bike-demand-service:2", alias="challenger",
+                                  version=2)
+    feedback = evaluate("04.3", pinned[0], challenger_version="2")  # a dict, the challenger's version pinned
+    assert feedback.ok and "version 2" in feedback.message
+    whole_file = deploy.k8s_manifests() + pinned[:1]  # stable, Service and canary together
+    assert evaluate("04.3", deploy.to_yaml(whole_file), challenger_version=2).ok
+    only_version = canary().replace("- --alias\n        - challenger\n", "- --version\n        - '2'\n")
+    assert "--version" in only_version and evaluate("04.3", only_version, challenger_version=2).ok
+
+
+def test_04_3_names_the_mistake():
+    takes_the_name = yaml.safe_load(canary())
+    takes_the_name["metadata"]["name"] = "bike-demand"
+    feedback = evaluate("04.3", takes_the_name)
+    assert not feedback.ok and "replace the stable one" in feedback.message and "bike-demand-canary" in feedback.hint
+    loose = HAND_WRITTEN_CANARY.replace("matchLabels: {app: bike-demand, track: canary}", "matchLabels: {app: bike-demand}")
+    feedback = evaluate("04.3", loose)
+    assert not feedback.ok and "also matches the stable pods" in feedback.message
+    assert "spec.selector.matchLabels" in feedback.hint
+    assert "replace the stable one" in evaluate("04.3", canary(track=None)).message  # no track: stable's name
+    no_track = yaml.safe_load(canary())
+    for labels in (no_track["spec"]["selector"]["matchLabels"], no_track["spec"]["template"]["metadata"]["labels"]):
+        labels.pop("track")
+    assert "track: canary" in evaluate("04.3", no_track).hint
     assert "1 replica" in evaluate("04.3", canary(replicas=2)).hint
-    assert "track='canary'" in evaluate("04.3", canary(track=None)).hint
     assert "challenger" in evaluate("04.3", canary(alias="champion")).hint
     assert ":2" in evaluate("04.3", canary(image="bike-demand-service:1")).hint
-    assert "not valid YAML" in evaluate("04.3", "kind: [").message
-    both = deploy.to_yaml(deploy.k8s_manifests(track="canary", replicas=1) + deploy.k8s_manifests())
-    assert "found 2" in evaluate("04.3", both).message
+    one_string = HAND_WRITTEN_CANARY.replace('["--alias=challenger"]', '["--alias challenger"]')
+    assert "its own list item" in evaluate("04.3", one_string).hint
+    wrong_version = deploy.k8s_manifests(track="canary", replicas=1, image="x:2", alias="challenger", version=1)
+    assert "the challenger is version 2" in evaluate("04.3", wrong_version[:1], challenger_version=2).hint
+    assert "no challenger alias" in evaluate("04.3", wrong_version[:1]).hint  # no registry to ask here
+    typo = HAND_WRITTEN_CANARY.replace("replicas: 1", "replica: 1")
+    feedback = evaluate("04.3", typo)
+    assert "Kubernetes would refuse it" in feedback.message and "replica" in feedback.message
+    no_app = HAND_WRITTEN_CANARY.replace("app: bike-demand, team: ml", "team: ml").replace(
+        "{app: bike-demand, track: canary}", "{track: canary}")
+    assert "Service selects" in evaluate("04.3", no_app).message
     docs = deploy.k8s_manifests(track="canary", replicas=1, image="x:2", alias="challenger")
     docs[0]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] = "/"
     assert "/health" in evaluate("04.3", deploy.to_yaml(docs[:1])).message
+    both = deploy.to_yaml(deploy.k8s_manifests(track="canary", replicas=1) + deploy.k8s_manifests(track="beta"))
+    assert "found 2" in evaluate("04.3", both).message
+
+
+@pytest.mark.parametrize("garbage", [
+    "kind: [", "", "just words", 42, 3.5, [1, 2], ["a"], {}, {"kind": "Deployment"}, {"kind": "Service"},
+    {"kind": "Deployment", "metadata": "x", "spec": []}, {"kind": "Deployment", "spec": {"template": [1]}},
+    [{"kind": "Deployment", "apiVersion": "apps/v9", "metadata": {"name": "c"}}], b"kind: Deployment",
+    {"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "c"}, "spec": {
+        "selector": {"matchLabels": ["app"]}, "template": {"metadata": {"labels": "x"}, "spec": {"containers": 5}}}},
+])
+def test_04_3_never_raises_on_garbage(garbage):
+    from mlops_course.exercises.lesson04 import canary_manifest
+
+    feedback = canary_manifest(garbage)  # the checker itself, not evaluate's safety net
+    assert not feedback.ok and feedback.message and feedback.hint
 
 
 @pytest.fixture
@@ -126,3 +198,10 @@ def test_04_4_rollback(two_versions, fake_service):
     assert "take the body" in evaluate("04.4", json.loads(health("2")), fake_service).hint
     assert evaluate("04.4", json.loads(health("1")), fake_service).ok
     assert "model_version" in evaluate("04.4", "1", fake_service).message
+
+
+def test_04_3_a_pinned_version_is_compared_with_the_registrys_challenger(two_versions):
+    mlflow.MlflowClient().set_registered_model_alias("bike-demand", "challenger", "2")
+    settings = {"track": "canary", "replicas": 1, "image": "bike-demand-service:2", "alias": "challenger"}
+    assert evaluate("04.3", deploy.k8s_manifests(**settings, version=2)[:1]).ok
+    assert "the challenger is version 2" in evaluate("04.3", deploy.k8s_manifests(**settings, version=1)[:1]).hint

@@ -97,3 +97,12 @@ def test_missing_file_and_missing_tool(tmp_path, monkeypatch):
     (tmp_path / "rules.yml").write_text(RULES)
     with pytest.raises(lint.ToolMissing, match="apt-get install prometheus"):
         lint.promtool_check_rules(tmp_path / "rules.yml")
+
+
+def test_kubernetes_validate_without_api_version_or_with_odd_metadata(tmp_path):
+    odd = tmp_path / "odd.yaml"
+    odd.write_text("kind: Deployment\nmetadata: {name: web}\n---\napiVersion: apps/v1\nkind: Deployment\n"
+                   "metadata: just-a-string\nspec: {}\n")
+    verdict = lint.kubernetes_validate(odd)
+    assert verdict.findings[0] == "Deployment/web: (top level): apiVersion required"
+    assert len(verdict.findings) == 2 and verdict.findings[1].startswith("Deployment/?: metadata")

@@ -299,6 +299,37 @@ def test_reload_follows_the_alias(store, bikes):
         assert c.post("/reload", params={"backend": "tensorflow"}).status_code == 422
 
 
+def test_pinned_version_ignores_the_alias(store, bikes):
+    name = "pinned-demo"
+    v1 = register(bikes, ["Jan"], name=name, alias="champion", n_estimators=3, max_depth=2)
+    v2 = register(bikes, ["Feb"], name=name, n_estimators=3, max_depth=2)
+    app = serving.create_app(name, "challenger", version=v1, tracking_uri=store.tracking_uri)
+    with TestClient(app) as c:
+        assert c.get("/health").json() == {"status": "ok", "model_name": name, "model_version": v1,
+                                           "alias": "challenger", "backend": "onnx"}
+        mlflow.MlflowClient().set_registered_model_alias(name, "champion", v2)
+        assert c.post("/reload").json()["model_version"] == v1  # pinned: the alias move is not followed
+        assert c.post("/predict", json={"rows": [ROW]}).json()["model_version"] == v1
+    assert load_served_model(name, version=v2, backend="sklearn", tracking_uri=store.tracking_uri).version == v2
+    with pytest.raises(ModelLoadError, match="has no version 99"):
+        load_served_model(name, version=99, tracking_uri=store.tracking_uri)
+    with pytest.raises(ModelLoadError, match="whole number"):
+        load_served_model(name, version="latest", tracking_uri=store.tracking_uri)
+
+
+def test_cli_passes_a_pinned_version(monkeypatch):
+    import uvicorn
+
+    seen = {}
+    monkeypatch.setattr(serving, "create_app", lambda *a, **k: seen.update(args=a, kwargs=k) or "app")
+    monkeypatch.setattr(uvicorn, "run", lambda app, **k: seen.update(app=app, run=k))
+    serving.main(["--alias", "challenger", "--version", "2", "--tracking-uri", "sqlite:///x.db", "--port", "9"])
+    assert seen["args"] == ("bike-demand", "challenger") and seen["kwargs"]["version"] == "2"
+    assert seen["app"] == "app" and seen["run"]["port"] == 9
+    serving.main(["--tracking-uri", "sqlite:///x.db"])
+    assert seen["kwargs"]["version"] is None
+
+
 def test_loader_restores_the_tracking_uri(store):
     before = mlflow.get_tracking_uri()
     model = load_served_model(tracking_uri=store.tracking_uri, backend="sklearn")

@@ -71,37 +71,144 @@ def rejected_requests(answer, url: str) -> object:
                  "filter bike_requests_total samples on route='/predict' and status='422'.")
 
 
-@exercise("04.3", "a canary Deployment")
-def canary_manifest(answer) -> object:
+STABLE_NAME = "bike-demand"  # the stable Deployment and the Service of section 8
+
+
+def _canary_documents(answer) -> tuple[list | None, str]:
+    """The learner's manifest as a list of documents (YAML text, one dict or a list of dicts), or why not."""
     import yaml
 
+    if isinstance(answer, str):
+        try:
+            docs = [d for d in yaml.safe_load_all(answer) if d is not None]
+        except yaml.YAMLError as exc:
+            return None, f"this is not valid YAML ({type(exc).__name__})"
+    elif isinstance(answer, dict):
+        docs = [answer]
+    elif isinstance(answer, (list, tuple)):
+        docs = list(answer)
+    else:
+        return None, f"expected YAML text or the manifest as dicts, got {type(answer).__name__}"
+    if not docs or not all(isinstance(d, dict) for d in docs):
+        return None, "every YAML document must be a mapping (apiVersion, kind, metadata, spec)"
+    return docs, ""
+
+
+def _canary_serves(args, challenger_version) -> tuple[bool, str, str]:
+    """Whether a container's ``args`` make the service serve the challenger, parsed as the service parses
+    them: ``(ok, what it serves, hint)``."""
+    import argparse
+    import contextlib
+    import io
+    import os
+
+    from mlops_course import registry, serving
+
+    class Refuse(argparse.ArgumentParser):
+        def error(self, message):
+            raise ValueError(message)
+
+    if args is None:
+        return False, "the image's default CMD (--alias champion)", "set args: [--alias, challenger]."
+    if not isinstance(args, list) or not all(isinstance(a, (str, int)) for a in args):
+        return False, f"args {args!r}", "args is a list of strings, e.g. [--alias, challenger]."
+    try:
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            parsed = serving.argument_parser(Refuse).parse_args([str(a) for a in args])
+    except (ValueError, SystemExit) as exc:
+        return False, f"args {args} that the service refuses ({exc})", (
+            "each word is its own list item: [--alias, challenger], or [--alias=challenger].")
+    if parsed.model_name != registry.MODEL_NAME:
+        return False, f"model {parsed.model_name!r}", f"the canary serves {registry.MODEL_NAME!r}, the default."
+    if parsed.version is not None:
+        if challenger_version is None:
+            try:  # the lesson's store (setup_lesson sets MLFLOW_TRACKING_URI); never a stray ./mlflow.db
+                challenger_version = registry.version_by_alias(
+                    "challenger", tracking_uri=os.environ["MLFLOW_TRACKING_URI"]).version
+            except Exception:  # noqa: BLE001 - no registry, no alias: say what cannot be checked
+                return False, f"version {parsed.version}", ("no challenger alias to compare --version with here: "
+                                                            "serve --alias challenger, or run section 9 first.")
+        if str(parsed.version) != str(challenger_version):
+            return False, f"version {parsed.version}", (f"the challenger is version {challenger_version}: pin that "
+                                                        f"one, or serve --alias challenger.")
+        return True, f"version {parsed.version} (the challenger, pinned)", ""
+    if parsed.alias != "challenger":
+        return False, f"the alias {parsed.alias!r}", "the canary serves the new model: --alias challenger."
+    return True, "@challenger", ""
+
+
+def _image_tag(image) -> str | None:
+    if not isinstance(image, str) or not image:
+        return None
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else None
+
+
+@exercise("04.3", "a canary Deployment")
+def canary_manifest(answer, challenger_version: str | int | None = None) -> object:
+    """Judges the canary by meaning: a Deployment of its own (name, ``track: canary`` in selector and pod
+    labels), 1 replica of image tag 2 serving the challenger (``--alias challenger`` in any form the service
+    parses, or ``--version`` of the challenger), still selected by the Service, accepted by kubernetes-validate.
+    """
     from mlops_course import deploy
 
-    try:
-        docs = [d for d in yaml.safe_load_all(answer) if d is not None] if isinstance(answer, str) else list(answer)
-    except yaml.YAMLError as exc:
-        return wrong(f"this is not valid YAML ({type(exc).__name__}).", "use deploy.to_yaml(...) to write it.")
-    deployments = [d for d in docs if isinstance(d, dict) and d.get("kind") == "Deployment"]
-    if len(deployments) != 1:
-        return wrong(f"expected exactly one Deployment, found {len(deployments)}.",
+    docs, why = _canary_documents(answer)
+    if docs is None:
+        return wrong(f"{why}.", "write the Deployment as YAML (deploy.to_yaml([...]) writes dicts as YAML).")
+    kinds = [d.get("kind") for d in docs]
+    deployments = [d for d in docs if d.get("kind") == "Deployment"]
+    if not deployments:
+        return wrong(f"there is no Deployment in the manifest (kinds: {kinds}).",
+                     "the canary is a Deployment: kind: Deployment, apiVersion: apps/v1.")
+    canaries = [d for d in deployments if deploy._get(d, "metadata", "name") != STABLE_NAME
+                or deploy._get(d, "spec", "template", "metadata", "labels", "track") == "canary"]
+    if len(canaries) > 1:
+        return wrong(f"expected one canary Deployment, found {len(canaries)}.",
                      "the canary is one extra Deployment; the stable one and the Service stay as they are.")
-    d = deployments[0]
-    service = deploy.k8s_manifests()[1]
-    problems = deploy.manifest_problems([d, service])
+    canary = (canaries or deployments)[0]
+    findings = deploy.validation_findings([canary])
+    if findings:
+        return wrong(f"Kubernetes would refuse it: {findings[0].split(': ', 1)[1]}.",
+                     "fix the field named there (compare with the stable Deployment of section 8).")
+    name = deploy._get(canary, "metadata", "name")
+    if name == STABLE_NAME:
+        return wrong(f"the canary is named {name!r}, like the stable Deployment: kubectl apply would replace the "
+                     f"stable one instead of adding a canary.", f"give it a name of its own: {STABLE_NAME}-canary.")
+    selector = deploy._get(canary, "spec", "selector", "matchLabels") or {}
+    pods = deploy._get(canary, "spec", "template", "metadata", "labels") or {}
+    if pods.get("track") != "canary":
+        return wrong(f"the pods carry labels {pods}, without track: canary.",
+                     "label the pod template track: canary (and app: bike-demand).")
+    if selector.get("track") != "canary":
+        return wrong(f"the selector {selector} has no track: canary, so it also matches the stable pods.",
+                     "put track: canary in spec.selector.matchLabels too.")
+    service = next((d for d in docs if d.get("kind") == "Service"), deploy.k8s_manifests()[1])
+    service_selector = deploy._get(service, "spec", "selector") or {}
+    if not isinstance(service_selector, dict) or any(pods.get(k) != v for k, v in service_selector.items()):
+        return wrong(f"the Service selects {service_selector}, which the canary's pods {pods} do not match: it "
+                     f"would get no traffic.", "keep app: bike-demand on the pods (the Service selects by app).")
+    stable = deploy.k8s_manifests()[0]
+    problems = deploy.manifest_problems([stable, canary, service])
     if problems:
-        return wrong(f"the manifest has problems: {problems[0]}", "start from deploy.k8s_manifests(...).")
-    labels = d["spec"]["template"]["metadata"]["labels"]
-    container = d["spec"]["template"]["spec"]["containers"][0]
-    if labels.get("track") != "canary":
-        return wrong(f"the pods carry labels {labels}, without track=canary.", "pass track='canary'.")
-    if d["spec"]["replicas"] != 1:
-        return wrong(f"replicas is {d['spec']['replicas']}.", "a canary gets a small share of traffic: 1 replica.")
-    if not str(container.get("image", "")).endswith(":2"):
+        return wrong(f"the manifest has problems: {problems[0]}", "compare with the stable Deployment of section 8.")
+    replicas = deploy._get(canary, "spec", "replicas")
+    if replicas != 1:
+        return wrong(f"replicas is {replicas}.", "a canary gets a small share of traffic: 1 replica.")
+    containers = deploy._get(canary, "spec", "template", "spec", "containers") or []
+    if len(containers) != 1 or not isinstance(containers[0], dict):
+        return wrong(f"the pod has {len(containers)} containers.", "one container: the service.")
+    container = containers[0]
+    if _image_tag(container.get("image")) != "2":
         return wrong(f"the image is {container.get('image')!r}.", "the canary runs the new image, tag :2.")
-    if container.get("args") != ["--alias", "challenger"]:
-        return wrong(f"the container serves {container.get('args')}.", "the canary serves alias='challenger'.")
-    return correct("1 canary pod with the new image serving @challenger; the Service sends it a share of traffic "
-                   "because it also carries app=bike-demand.")
+    if container.get("command") is not None:
+        return wrong("the container sets command, which replaces the image's ENTRYPOINT (the service).",
+                     "leave command out and set only args.")
+    ok, serves, hint = _canary_serves(container.get("args"), challenger_version)
+    if not ok:
+        return wrong(f"the container serves {serves}.", hint)
+    return correct(f"1 canary pod of the new image serving {serves}, its own name and track: canary; the Service "
+                   f"sends it a share of traffic because it also carries app: bike-demand.")
 
 
 @exercise("04.4", "roll back to version 1")
