@@ -161,7 +161,7 @@ jobs:
     runs-on: ubuntu-latest
     steps:
 <<setup>><<data>>      - name: Build the service image (lesson 04's build context)
-        run: docker build -t "bike-demand-service:${{ github.sha }}" deploy/
+        run: docker build -t "bike-demand-service:${{ github.sha }}" deploy/image
       - name: Start the image just built, serving the new champion
         run: >-
           docker run -d --name bike-service --network host -e MLFLOW_TRACKING_URI
