@@ -331,6 +331,17 @@ class NothingToServe(ServerError):
     """``start_service`` found no version behind the alias in the tracking store (nothing was started)."""
 
 
+def check_servable(alias: str = "champion", model_name: str = registry.MODEL_NAME, *,
+                   tracking_uri: str | None = None) -> None:
+    """Raise ``NothingToServe`` (one line that says which cells to run first) when no version is behind
+    ``models:/<model_name>@<alias>``; any server for that URI, the course's or the learner's, would fail to start."""
+    try:
+        registry.version_by_alias(alias, model_name, tracking_uri=tracking_uri)
+    except registry.AliasError as exc:
+        raise NothingToServe(f"nothing to serve at models:/{model_name}@{alias}: {exc}. Run the cells that "
+                             f"register a version and set that alias first.") from None
+
+
 def start_service(model_name: str = registry.MODEL_NAME, alias: str = "champion", *, tracking_uri: str | None = None,
                   request_log: os.PathLike | str | None = None, backend: str = "auto",
                   log_file: os.PathLike | str | None = None, port: int | None = None,
@@ -346,11 +357,8 @@ def start_service(model_name: str = registry.MODEL_NAME, alias: str = "champion"
     tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not tracking_uri:
         raise ValueError("no tracking store: pass tracking_uri=lesson.tracking_uri (or set MLFLOW_TRACKING_URI)")
-    try:  # checked here, in a fraction of a second, rather than by a process that starts, imports and exits
-        registry.version_by_alias(alias, model_name, tracking_uri=tracking_uri)
-    except registry.AliasError as exc:
-        raise NothingToServe(f"nothing to serve at models:/{model_name}@{alias}: {exc}. Run the cells that "
-                             f"register a version and set that alias first.") from None
+    # Checked here, in a fraction of a second, rather than by a process that starts, imports and exits.
+    check_servable(alias, model_name, tracking_uri=tracking_uri)
     command = [sys.executable, "-m", "mlops_course.serving", "--model-name", model_name, "--alias", alias,
                "--tracking-uri", tracking_uri, "--backend", backend, "--port", "{port}",
                "--max-batch", str(max_batch)]

@@ -130,6 +130,8 @@ def display_settings() -> None:
                          "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False})
     # Notices that say nothing about the lesson and would only clutter stored outputs.
     warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+    # Starlette 1.x announces that its TestClient will move to httpx2; with the pinned versions it works as is.
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
 

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import mlflow
 import pytest
 import yaml
+from conftest import module_lesson, small_champion
 
 from mlops_course import data, deploy, pipeline, registry
 from mlops_course.exercises import evaluate
@@ -205,3 +206,142 @@ def test_04_3_a_pinned_version_is_compared_with_the_registrys_challenger(two_ver
     settings = {"track": "canary", "replicas": 1, "image": "bike-demand-service:2", "alias": "challenger"}
     assert evaluate("04.3", deploy.k8s_manifests(**settings, version=2)[:1]).ok
     assert "the challenger is version 2" in evaluate("04.3", deploy.k8s_manifests(**settings, version=1)[:1]).hint
+
+
+# ---------------------------------------------------------------- 04.5: the learner's app gets POST /predict_one
+APP = '''
+from contextlib import asynccontextmanager
+
+import mlflow
+import pandas as pd
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+served = {}
+
+
+class Hour(BaseModel):
+    hr: float = Field(ge=0, le=23)
+    weekday: float = Field(ge=0, le=6)
+    workingday: float = Field(ge=0, le=1)
+    holiday: float = Field(ge=0, le=1)
+    weather: float = Field(ge=1, le=4)
+    temp: float = Field(ge=0, le=1)
+    atemp: float = Field(ge=0, le=1)
+    hum: float = Field(ge=0, le=1)
+    windspeed: float = Field(ge=0, le=1)
+
+
+class PredictRequest(BaseModel):
+    rows: list[Hour] = Field(min_length=1)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    served["model"] = mlflow.pyfunc.load_model("models:/bike-demand@champion")
+    yield
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+@app.post("/predict")
+def predict(request: PredictRequest):
+    X = pd.DataFrame([row.model_dump() for row in request.rows])
+    return {"predictions": [float(y) for y in served["model"].predict(X)]}
+'''
+
+# Two different correct routes: a one-row DataFrame, and reuse of the /predict function.
+DATAFRAME = '''
+@app.post("/predict_one")
+def predict_one(hour: Hour):
+    X = pd.DataFrame([hour.model_dump()])
+    return {"prediction": float(served["model"].predict(X)[0])}
+'''
+REUSE = '''
+@app.post("/predict_one", status_code=200)
+async def one(row: Hour) -> dict:
+    return {"prediction": predict(PredictRequest(rows=[row]))["predictions"][0]}
+'''
+# Plausible wrong ones.
+ROWS_BODY = '''
+@app.post("/predict_one")
+def predict_one(request: PredictRequest):
+    return {"prediction": predict(request)["predictions"][0]}
+'''
+RAISES = '''
+@app.post("/predict_one")
+def predict_one(hour: Hour):
+    return {"prediction": float(served["model"].predict(hour)[0])}
+'''
+UNCHECKED = '''
+@app.post("/predict_one")
+def predict_one(hour: dict):
+    return {"prediction": float(served["model"].predict(pd.DataFrame([hour]).astype(float))[0])}
+'''
+AS_LIST = '''
+@app.post("/predict_one")
+def predict_one(hour: Hour):
+    return {"prediction": predict(PredictRequest(rows=[hour]))["predictions"]}
+'''
+AS_GET = '''
+@app.get("/predict_one")
+def predict_one():
+    return {"prediction": 0.0}
+'''
+STUB = "\n# Exercise 5: add POST /predict_one here.\n"
+
+
+@pytest.fixture(scope="module")
+def champion_store(tmp_path_factory):
+    with module_lesson(tmp_path_factory, "93", "lesson04-apps") as lesson:
+        small_champion()
+        yield lesson
+
+
+def app_with(lesson, route: str):
+    path = lesson.path("app.py")
+    path.write_text(APP + route)
+    return evaluate("04.5", path)
+
+
+@pytest.mark.parametrize("route", [DATAFRAME, REUSE], ids=["dataframe", "reuse-predict"])
+def test_04_5_correct_routes_are_accepted(champion_store, route):
+    feedback = app_with(champion_store, route)
+    assert feedback.ok, feedback
+    assert "hr=25" in feedback.message
+
+
+def test_04_5_the_stub_says_not_yet(champion_store):
+    feedback = app_with(champion_store, STUB)
+    assert str(feedback).startswith("[not yet]") and "no POST /predict_one" in feedback.message
+
+
+def test_04_5_a_rows_body_gets_the_422_hint(champion_store):
+    feedback = app_with(champion_store, ROWS_BODY)
+    assert not feedback.ok and "422" in feedback.message and "rows" in feedback.message
+    assert "def predict_one(hour: Hour)" in feedback.hint
+
+
+def test_04_5_an_exception_gets_the_500_hint(champion_store):
+    feedback = app_with(champion_store, RAISES)
+    assert not feedback.ok and "answered 500" in feedback.message and "the route raised" in feedback.message
+    assert "model_dump()" in feedback.hint
+
+
+@pytest.mark.parametrize(("route", "message", "hint"), [
+    (UNCHECKED, "does not validate", "type the parameter as Hour"),
+    (AS_LIST, "not one number", "first (only) prediction"),
+    (AS_GET, "405", "@app.post"),
+    ("\n@app.post(\"/predict_one\"\ndef broken(:\n", "does not compile", "fix that line"),
+], ids=["no-validation", "a-list", "get", "syntax-error"])
+def test_04_5_other_mistakes(champion_store, route, message, hint):
+    feedback = app_with(champion_store, route)
+    assert not feedback.ok and message in feedback.message and hint in feedback.hint, feedback
+
+
+def test_04_5_each_check_imports_the_latest_file(champion_store):
+    assert not app_with(champion_store, STUB).ok
+    assert app_with(champion_store, DATAFRAME).ok  # the edit is seen: no stale module
+    assert not app_with(champion_store, STUB).ok
+    assert "no file" in evaluate("04.5", champion_store.path("missing.py")).message

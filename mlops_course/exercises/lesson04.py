@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from mlops_course.exercises import correct, exercise, wrong
 
 SATURDAY_AFTERNOON = {"hr": 14, "weekday": 6, "workingday": 0, "holiday": 0, "weather": 1, "temp": 0.6,
@@ -232,3 +234,109 @@ def rollback(answer, url: str, name: str = "bike-demand") -> object:
         return wrong(f"your answer shows version {answer['model_version']}, the service serves 1.",
                      "take the body returned by the reload (or a fresh GET /health).")
     return correct("the alias points at version 1 again and the service serves it: rolled back without a restart.")
+
+
+_IMPORTS = itertools.count(1)  # a new module name per import
+
+
+def import_app_file(path) -> object:
+    """``path`` (a learner's ``app.py``) imported as a new module every time, so the latest edit is the one run;
+    nothing is added to ``sys.modules``."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(path)
+    name = f"learner_app_{next(_IMPORTS)}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+@exercise("04.5", "add POST /predict_one to your app")
+def predict_one_route(answer) -> object:
+    """``answer``: the path of the learner's app.py. Judged by calling it: POST /predict_one with one row
+    must answer 200 and {"prediction": x}, x the same as POST /predict gives for that row; a row out of range
+    must get a 422."""
+    import warnings
+    from pathlib import Path
+
+    path = Path(answer)
+    if not path.is_file():
+        return wrong(f"there is no file {path.name} in the workspace.", "run the %%writefile app.py cell first.")
+    try:
+        module = import_app_file(path)
+    except SyntaxError as exc:
+        return wrong(f"{path.name} does not compile: {exc.msg} on line {exc.lineno}.",
+                     "fix that line (in the cell that writes it) and run the cells again.")
+    except Exception as exc:  # noqa: BLE001 - the learner's module may raise anything at import
+        return wrong(f"importing {path.name} raised {_one_line(exc)}.", "run the file's cells again from the top.")
+    from fastapi import FastAPI
+
+    app = getattr(module, "app", None)
+    if not isinstance(app, FastAPI):
+        return wrong(f"{path.name} defines no FastAPI object named app.", "keep app = FastAPI(...) in the file.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+        try:
+            client = TestClient(app, raise_server_exceptions=True).__enter__()
+        except Exception as exc:  # noqa: BLE001 - a lifespan that fails (no champion, say)
+            return wrong(f"your app did not start: {_one_line(exc)}.",
+                         "the lifespan handler loads models:/bike-demand@champion: register it first (section 2).")
+        try:
+            return _judge_predict_one(client)
+        finally:
+            client.__exit__(None, None, None)
+
+
+def _judge_predict_one(client) -> object:
+    row = dict(SATURDAY_AFTERNOON)
+    try:
+        r = client.post("/predict_one", json=row)
+    except Exception as exc:  # noqa: BLE001 - TestClient re-raises what the route raised: a server answers 500
+        return wrong(f"POST /predict_one answered 500: the route raised {_one_line(exc)}.",
+                     "the route received one Hour; build a one-row DataFrame from hour.model_dump() and "
+                     "return a plain float, e.g. float(served['model'].predict(X)[0]).")
+    if r.status_code == 404:
+        return wrong("your app has no POST /predict_one route yet.",
+                     "append one to app.py: @app.post(\"/predict_one\") on a function that takes one Hour.")
+    if r.status_code == 405:
+        return wrong("/predict_one exists but not for POST (405).", "declare it with @app.post, not @app.get.")
+    if r.status_code == 422:
+        fields = ", ".join(".".join(str(p) for p in e.get("loc", ())) for e in r.json().get("detail", [])[:3])
+        return wrong(f"a valid row got 422 (FastAPI looked for {fields}): the route's request model is not one row.",
+                     "the body is one row, not {\"rows\": [...]}: type the parameter as Hour, e.g. "
+                     "def predict_one(hour: Hour).")
+    if r.status_code >= 500:
+        return wrong(f"POST /predict_one answered {r.status_code}: the route failed.",
+                     "call the route yourself with TestClient and read the exception it raises.")
+    if r.status_code != 200:
+        return wrong(f"POST /predict_one answered {r.status_code}.", "it should answer 200 with the prediction.")
+    body = r.json()
+    if not isinstance(body, dict) or "prediction" not in body:
+        return wrong(f"the answer is {str(body)[:80]}, without a 'prediction' key.",
+                     "return {\"prediction\": value}: one number, not a list.")
+    value = body["prediction"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return wrong(f"'prediction' is {type(value).__name__} {str(value)[:40]}, not one number.",
+                     "take the first (only) prediction and convert it with float().")
+    expected = client.post("/predict", json={"rows": [row]})
+    if expected.status_code == 200:
+        reference = expected.json()["predictions"][0]
+        if abs(float(value) - float(reference)) > 1e-6 * max(1.0, abs(reference)):
+            return wrong(f"/predict_one says {value:.1f} bikes, /predict says {reference:.1f} for the same row.",
+                         "predict with the same model and the same columns as /predict.")
+    bad = client.post("/predict_one", json={**row, "hr": 25})
+    if bad.status_code != 422:
+        return wrong(f"a row with hr=25 got {bad.status_code}, not 422: the route does not validate its input.",
+                     "type the parameter as Hour, so FastAPI checks the ranges before the route runs.")
+    return correct(f"POST /predict_one answers {value:.1f} bikes for Saturday 14:00, the same as /predict, "
+                   "and refuses hr=25 with a 422.")
