@@ -201,6 +201,10 @@ class Postgres:
         """The databases on the server, without PostgreSQL's templates."""
         return self.psql("SELECT datname FROM pg_database WHERE NOT datistemplate ORDER BY datname").split()
 
+    def mask(self, text: str) -> str:
+        """``text`` with the socket folder (a random temporary name) shown as ``<socket folder>``."""
+        return text.replace(str(self.socket_dir), "<socket folder>") if self.socket_dir else text
+
     def describe(self) -> str:
         """One line for the learner, with no path or socket name."""
         return "PostgreSQL on a Unix socket (no TCP port), data folder postgres/data in the workspace"
