@@ -24,10 +24,6 @@ from mlops_course import process
 
 PROMETHEUS = ("prometheus",)
 ALERTMANAGER = ("prometheus-alertmanager", "alertmanager")  # Debian's name, then the upstream/Homebrew one
-INSTALL_HINT = ("install Prometheus and Alertmanager: on Debian/Ubuntu `sudo apt-get install prometheus "
-                "prometheus-alertmanager` (then `sudo systemctl disable --now prometheus "
-                "prometheus-alertmanager prometheus-node-exporter` if services started); on macOS "
-                "`brew install prometheus alertmanager`")
 
 
 class MissingTool(RuntimeError):
@@ -49,11 +45,14 @@ def missing_tools() -> list[str]:
 
 
 def require_tools() -> None:
-    """Raise :class:`MissingTool` naming every missing binary and how to install it."""
-    missing = missing_tools()
-    if missing:
-        raise MissingTool(f"not installed: {', '.join(missing)}. To fix it, {INSTALL_HINT}. "
-                          f"`mlops-course doctor` checks it again.")
+    """Raise :class:`MissingTool` naming every missing binary and how to install it (``mlops-course doctor``'s
+    own lines, so both say the same)."""
+    from mlops_course import doctor
+
+    failed = [str(r) for r in doctor.monitoring_checks() if not r.ok]
+    if failed:
+        raise MissingTool("this lesson needs Prometheus and Alertmanager, and they are not installed:\n"
+                          + "\n".join(failed) + "\nInstall them, then run `mlops-course doctor` to check again.")
 
 
 # ------------------------------------------------------------------ configuration files

@@ -49,10 +49,10 @@ def wait_for_alert(out: os.PathLike | str, alertname: str, *, timeout: float = 6
 
 def _handler(out: Path):
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the http.server API
+        def do_GET(self):
             self._reply(200 if self.path == "/health" else 404, {"status": "ok"})
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             if self.path != "/alerts":
                 self._reply(404, {"error": "POST /alerts"})
                 return
