@@ -28,6 +28,8 @@ SERVER_CELLS = {
     "07": ("PrefectServer(", ["prefect server start"]),
     # Prefect starts in the setup cell; failing after the service starts leaves both of them running.
     "08": ("start_service(", ["prefect server start", "mlops_course.serving"]),
+    # PostgreSQL, the S3 store and the MLflow server start in section 1; failing right after leaves all three.
+    "09": ("Postgres(lesson.workspace)", ["bin/postgres", "moto_server", "mlflow server"]),
 }
 INJECTED = 'raise RuntimeError("injected")'
 
