@@ -72,8 +72,10 @@ def _open_for(user: str | None, path: Path) -> None:
 
     entry = pwd.getpwnam(user)
     for parent in path.parents:
-        with contextlib.suppress(OSError):
-            parent.chmod(parent.stat().st_mode | 0o011)
+        mode = parent.stat().st_mode
+        if mode & 0o011 != 0o011:  # only where needed: most folders are already searchable by everyone
+            with contextlib.suppress(OSError):
+                parent.chmod(mode | 0o011)
     for item in [path, *path.rglob("*")]:
         os.chown(item, entry.pw_uid, entry.pw_gid)
 
