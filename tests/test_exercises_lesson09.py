@@ -135,6 +135,11 @@ def test_summer_objective_that_fails_or_is_no_function(bikes, storage):
     assert "did not complete" in evaluate("09.2", broken, storage=storage, bikes=bikes).message
     assert "a function" in evaluate("09.2", 42, storage=storage, bikes=bikes).message
 
+    def stub(trial):
+        ...  # return the MAE on July
+
+    assert "not answered yet" in evaluate("09.2", stub, storage=storage, bikes=bikes).message
+
 
 # ---------------------------------------------------------------- 09.3 PromQL per replica
 A, B = "127.0.0.1:8001", "127.0.0.1:8002"

@@ -100,6 +100,11 @@ def summer_objective(answer, storage: str | None = None, bikes=None) -> object:
     if not callable(answer):
         return wrong(f"expected a function of one trial, got {type(answer).__name__}.",
                      "def summer_objective(trial): ... return mae")
+    from mlops_course.exercises.lesson07 import _is_stub
+
+    if _is_stub(answer):
+        return wrong("exercise 09.2 (an objective for the summer) is not answered yet: the function's body is "
+                     "still empty.", "fill in the cell above, run it, then run this check again.")
     storage = storage or os.environ.get("OPTUNA_STORAGE")
     if not storage:
         return wrong("the check needs the study storage.", "call check('09.2', summer_objective, storage=study_uri).")
