@@ -15,6 +15,7 @@ PostgreSQL refuses to run as root, so as root (a container) the server runs as t
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -135,6 +136,9 @@ class Postgres:
             return self
         self.init()
         self.socket_dir = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
+        # process.stop_all (at exit, or a lesson's setup cell run again) stops the server, not this object:
+        # the socket folder goes at exit too.
+        atexit.register(shutil.rmtree, self.socket_dir, True)
         if self.user is not None:
             self.socket_dir.chmod(0o777)
         options = [f"--{key}={value}" for key, value in SETTINGS.items()]
