@@ -31,9 +31,11 @@ from mlops_course.lessons import LessonInfo
 
 # Time budgets as multiples of the floor measured in the same run (machines differ, ratios hold). Lessons
 # 00-08: the seconds budgets of issues 3-12 divided by the 4.7 s floor of the machine they were set on.
-BUDGETS = {"00": 3.2, "01": 5.3, "02": 5.3, "03": 5.3, "04": 6.4, "05": 6.4, "06": 5.3, "07": 9.6, "08": 12.8}
+BUDGETS = {"00": 3.2, "01": 5.3, "02": 5.3, "03": 5.3, "04": 6.4, "05": 6.4, "06": 5.3, "07": 9.6, "08": 12.8,
+           "09": 15.0}
+TOTAL_LESSONS = ("00", "01", "02", "03", "04", "05", "06", "07", "08")  # what TOTAL_BUDGET covers
 TOTAL_BUDGET = 32.0  # lessons 00-08 together: 150 s at that 4.7 s floor
-MEMORY_BUDGETS_MIB = {}  # per lesson where it differs from the default
+MEMORY_BUDGETS_MIB = {"09": 2048}  # per lesson where it differs from the default: 09 runs seven servers
 MEMORY_BUDGET_MIB = 1536  # 1.5 GiB of PSS for any one lesson
 FLOOR_NUMBER = "99"  # the floor notebook's lesson number: its own workspace, never a real lesson's
 
@@ -143,7 +145,7 @@ def table(rows: list[Row], floor: float | None, full_course: bool) -> list[str]:
     if done:
         total = sum(r.seconds for r in done)
         ok = sum(r.status == "ok" for r in done)
-        first = sum(r.seconds for r in done if r.number in BUDGETS)  # lessons 00-08
+        first = sum(r.seconds for r in done if r.number in TOTAL_LESSONS)
         if full_course and floor:
             budget = f"00-08: {first / floor:.1f}x of {mark(first / floor, TOTAL_BUDGET, 'x')}"
         else:

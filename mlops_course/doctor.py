@@ -53,6 +53,28 @@ def check_tool(name: str) -> CheckResult:
     return CheckResult(name, bool(found), "on PATH" if found else "not found", fixes.get(name, ""))
 
 
+# Lesson 09's monitoring stack: system packages, not Python ones.
+MONITORING_FIXES = {
+    "prometheus": "Debian/Ubuntu: `sudo apt-get install prometheus`; macOS: `brew install prometheus`",
+    "prometheus-alertmanager": "Debian/Ubuntu: `sudo apt-get install prometheus-alertmanager`; macOS: "
+                               "`brew install alertmanager` (its binary is called alertmanager there)",
+}
+
+
+def check_monitoring_tool(name: str) -> CheckResult:
+    """``prometheus`` or ``prometheus-alertmanager`` (also found as ``alertmanager``), for lesson 09."""
+    from mlops_course import prometheus_stack
+
+    names = prometheus_stack.PROMETHEUS if name == "prometheus" else prometheus_stack.ALERTMANAGER
+    found = prometheus_stack.find_binary(names)
+    detail = "installed (lesson 09)" if found else "not found: lesson 09 needs it"
+    return CheckResult(name, bool(found), detail, MONITORING_FIXES[name])
+
+
+def monitoring_checks() -> list[CheckResult]:
+    return [check_monitoring_tool(name) for name in MONITORING_FIXES]
+
+
 def check_loopback() -> CheckResult:
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -89,4 +111,4 @@ def check_workspace() -> CheckResult:
 
 def run_checks() -> list[CheckResult]:
     return [check_python(), check_kernel(), check_tool("git"), check_tool("dvc"), check_tool("mlflow"),
-            check_loopback(), check_data(), check_workspace()]
+            check_loopback(), check_data(), check_workspace(), *monitoring_checks()]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mlops_course import process
@@ -40,12 +40,15 @@ def server_command(backend_store_uri: str, artifacts_destination: os.PathLike | 
 
 
 def tracking_server(workspace: os.PathLike | str, *, port: int | None = None, backend_store_uri: str | None = None,
-                    startup_timeout: float = 180.0, start: bool = True) -> process.BackgroundServer:
+                    artifacts_destination: str | None = None, env: Mapping[str, str] | None = None,
+                    workers: int = 1, startup_timeout: float = 180.0, start: bool = True) -> process.BackgroundServer:
     """A real ``mlflow server`` for a lesson workspace, started and healthy (``start=False``: not started yet).
 
     Its database (``mlflow-server/mlflow.db``), artifacts (``mlflow-server/artifacts``) and log
     (``mlflow-server/server.log``) live in ``workspace``; pass ``backend_store_uri`` to serve another store,
-    e.g. the lesson's own ``lesson.tracking_uri`` to browse it in the UI. ``port`` defaults to a free one.
+    e.g. the lesson's own ``lesson.tracking_uri`` to browse it in the UI, and ``artifacts_destination`` (e.g.
+    ``s3://bucket``, with ``MLFLOW_S3_ENDPOINT_URL`` and credentials in ``env``) to keep artifacts elsewhere.
+    ``port`` defaults to a free one.
     It starts in about 6 s on 2 idle cores; ``startup_timeout`` leaves room for a machine shared with other jobs
     (a server that fails exits at once and is reported with its log, whatever the timeout).
     """
@@ -59,8 +62,9 @@ def tracking_server(workspace: os.PathLike | str, *, port: int | None = None, ba
     folder.mkdir(exist_ok=True)
     (folder / "artifacts").mkdir(exist_ok=True)
     backend = backend_store_uri or f"sqlite:///{folder / 'mlflow.db'}"
-    server = process.BackgroundServer(server_command(backend, folder / "artifacts"), log_file=folder / "server.log",
-                                      port=port, health_path="/health", env=SERVER_ENV, cwd=folder,
+    artifacts = artifacts_destination or folder / "artifacts"
+    server = process.BackgroundServer(server_command(backend, artifacts, workers), log_file=folder / "server.log",
+                                      port=port, health_path="/health", env={**SERVER_ENV, **(env or {})}, cwd=folder,
                                       startup_timeout=startup_timeout, name="mlflow server")
     return server.start() if start else server
 

@@ -5,7 +5,7 @@ from mlops_course import lessons
 
 def test_catalogue_is_numbered_and_named_in_one_style():
     numbers = [info.number for info in lessons.CATALOGUE]
-    assert numbers == [f"{i:02d}" for i in range(9)]
+    assert numbers == [f"{i:02d}" for i in range(10)]
     for info in lessons.CATALOGUE:
         assert info.stem.startswith(info.number + "-") and " " not in info.stem
 

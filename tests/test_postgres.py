@@ -1,0 +1,55 @@
+"""The lesson's PostgreSQL: starts on a socket only, serves SQL and psycopg2, stops, reports what failed."""
+
+import psycopg2
+import pytest
+
+from mlops_course import process
+from mlops_course.postgres import Postgres, PostgresError
+
+
+def test_start_create_connect_stop(tmp_path):
+    pg = Postgres(tmp_path).start()
+    try:
+        assert pg.running and pg.socket.exists()
+        uri = pg.create_database("mlflow")
+        assert uri.startswith("postgresql+psycopg2://postgres@/mlflow?host=")
+        assert pg.create_database("mlflow") == uri  # a second call leaves it as it is
+        assert "mlflow" in pg.databases()
+        with psycopg2.connect(pg.uri("mlflow", driver="postgresql")) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 40 + 2")
+            assert cur.fetchone() == (42,)
+        assert pg.psql("SHOW listen_addresses") == ""  # no TCP port at all
+        socket_dir = pg.socket_dir
+    finally:
+        pg.stop()
+    assert not pg.running and not socket_dir.exists()
+    assert (tmp_path / "postgres" / "data" / "PG_VERSION").exists()  # the data folder stays in the workspace
+
+
+def test_open_connection_does_not_block_stop(tmp_path):
+    pg = Postgres(tmp_path).start()
+    conn = psycopg2.connect(pg.uri(driver="postgresql"))
+    try:
+        pg.stop()  # fast shutdown: a client still connected does not hold it up
+        assert not pg.running
+    finally:
+        conn.close()
+
+
+def test_bad_settings_are_named(tmp_path):
+    pg = Postgres(tmp_path)
+    with pytest.raises(PostgresError, match="not started"):
+        pg.uri()
+    with pytest.raises(ValueError, match="database names"):
+        pg.start().create_database("drop table;")
+    pg.stop()
+
+
+def test_failed_start_reports_socket_and_log(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("mlops_course.postgres", fromlist=["SETTINGS"]).SETTINGS,
+                        "shared_buffers", "not-a-size")
+    pg = Postgres(tmp_path)
+    with pytest.raises(PostgresError) as info:
+        pg.start()
+    assert "socket" in str(info.value) and "shared_buffers" in str(info.value)
+    assert not pg.running and not process._RUNNING
