@@ -488,13 +488,22 @@ def start_together(*servers: BackgroundServer) -> tuple[BackgroundServer, ...]:
     """Start several background servers at once (each waits for its own health check in a thread).
 
     Servers spend their start-up importing libraries, so on two cores two of them start in about the time
-    of one. If any fails, all are stopped and the first error is raised.
+    of one. If any fails, all are stopped and the first error is raised. An interrupt while they start (the
+    notebook's stop button) stops them all too, once each start has returned, and is then raised again.
     """
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, wait
 
-    with ThreadPoolExecutor(max_workers=max(1, len(servers))) as pool:
-        futures = [pool.submit(server.start) for server in servers]
+    pool = ThreadPoolExecutor(max_workers=max(1, len(servers)))
+    futures = [pool.submit(server.start) for server in servers]
+    try:
         errors = [f.exception() for f in futures]
+    except BaseException:
+        wait(futures)  # a start cannot be called off from here; each returns once its server answers or fails
+        for server in servers:
+            server.stop()
+        raise
+    finally:
+        pool.shutdown(wait=False)
     failed = [e for e in errors if e is not None]
     if failed:
         for server in servers:

@@ -205,6 +205,26 @@ def test_start_together_starts_all_or_none(tmp_path):
     assert not c.running and not port_in_use(c.port)
 
 
+def test_an_interrupt_while_servers_start_stops_them_all(tmp_path):
+    import _thread
+    import threading
+
+    from mlops_course.process import BackgroundServer, port_in_use
+
+    serve_late = ("import time, runpy, sys; time.sleep(1.5); sys.argv = ['http.server', sys.argv[1], "
+                  "'--bind', '127.0.0.1']; runpy.run_module('http.server', run_name='__main__')")
+    slow = [sys.executable, "-c", serve_late, "{port}"]
+    servers = [BackgroundServer(slow, log_file=tmp_path / f"{n}.log", health_path="/") for n in "ab"]
+    timer = threading.Timer(0.5, _thread.interrupt_main)  # what Jupyter's stop button does to a cell
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            deploy.start_together(*servers)
+    finally:
+        timer.cancel()
+    assert not any(s.running for s in servers) and not any(port_in_use(s.port) for s in servers)
+
+
 # ---------------------------------------------------------------- the serving image's build context
 @pytest.fixture(scope="module")
 def build_context(tmp_path_factory):
