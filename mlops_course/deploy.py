@@ -238,8 +238,10 @@ def build_wheel(out_dir: os.PathLike | str, *, source: os.PathLike | str | None 
                 shutil.copy2(source / name, Path(tmp) / name)
         shutil.copytree(source / "mlops_course", Path(tmp) / "mlops_course",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
-        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
-                               "--no-deps", "--no-build-isolation", "--no-index", "-w", str(out), tmp],
+        # setuptools' PEP 517 hook called directly: `pip wheel` would also run `rustc --version` for its
+        # user agent, which with rustup installed writes ~/.rustup/settings.toml.
+        build = "import sys; from setuptools import build_meta; build_meta.build_wheel(sys.argv[1])"
+        done = subprocess.run([sys.executable, "-c", build, str(out.resolve())], cwd=tmp,
                               capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"building the course wheel failed:\n{done.stderr.strip()[-2000:]}")
