@@ -168,6 +168,30 @@ class KernelSession:
 
     def restart(self) -> None:
         self.lab.api("POST", f"/api/kernels/{self.kernel_id}/restart")
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Ask for kernel_info until the kernel answers, as the front end does after a restart: a request sent
+        before the restarted kernel's channels are connected can be dropped, and its reply would never come."""
+        import websocket
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg_id = uuid.uuid4().hex
+            self.ws.send(json.dumps({
+                "header": {"msg_id": msg_id, "msg_type": "kernel_info_request", "session": self.client_session,
+                           "username": "learner", "version": "5.3", "date": ""},
+                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [], "content": {}}))
+            self.ws.settimeout(2.0)
+            try:
+                while True:
+                    message = json.loads(self.ws.recv())
+                    if (message.get("parent_header", {}).get("msg_id") == msg_id
+                            and message["header"]["msg_type"] == "kernel_info_reply"):
+                        return
+            except websocket.WebSocketTimeoutException:
+                continue
+        raise AssertionError(f"the kernel did not answer kernel_info within {timeout:.0f} s of its restart")
 
     def close(self) -> list[str]:
         """Shut the session down; return what it left behind (live processes, listening sockets)."""
