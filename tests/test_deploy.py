@@ -206,7 +206,7 @@ def test_start_together_starts_all_or_none(tmp_path):
 
 
 def test_an_interrupt_while_servers_start_stops_them_all(tmp_path):
-    import _thread
+    import signal
     import threading
 
     from mlops_course.process import BackgroundServer, port_in_use
@@ -215,13 +215,17 @@ def test_an_interrupt_while_servers_start_stops_them_all(tmp_path):
                   "'--bind', '127.0.0.1']; runpy.run_module('http.server', run_name='__main__')")
     slow = [sys.executable, "-c", serve_late, "{port}"]
     servers = [BackgroundServer(slow, log_file=tmp_path / f"{n}.log", health_path="/") for n in "ab"]
-    timer = threading.Timer(0.5, _thread.interrupt_main)  # what Jupyter's stop button does to a cell
+    # Jupyter's stop button sends the kernel SIGINT; a real signal (not _thread.interrupt_main, which cannot wake
+    # a thread blocked on a lock) reaches the waiting main thread at once.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             deploy.start_together(*servers)
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert not any(s.running for s in servers) and not any(port_in_use(s.port) for s in servers)
 
 
