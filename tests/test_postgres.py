@@ -53,3 +53,25 @@ def test_failed_start_reports_socket_and_log(tmp_path, monkeypatch):
         pg.start()
     assert "socket" in str(info.value) and "shared_buffers" in str(info.value)
     assert not pg.running and not process._RUNNING
+
+
+def test_missing_server_user_is_created_or_named(monkeypatch):
+    """As root the server runs as a system user; a machine without it gets it, or an error that says what to do."""
+    import pwd
+    import subprocess
+
+    from mlops_course import postgres
+
+    assert postgres._user_entry("root").pw_uid == 0  # an existing user: looked up, nothing created
+    calls = []
+
+    def refuse(command, **kwargs):
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 1, "", "useradd: Permission denied.")
+
+    monkeypatch.setattr(postgres.subprocess, "run", refuse)
+    with pytest.raises(PostgresError, match=r"'no-such-pg-user'.*Permission denied.*useradd --system"):
+        postgres._user_entry("no-such-pg-user")
+    assert calls and calls[0][0] == "useradd" and calls[0][-1] == "no-such-pg-user"
+    with pytest.raises(KeyError):
+        pwd.getpwnam("no-such-pg-user")  # nothing was created
