@@ -9,7 +9,6 @@ stopped when Python exits); a server that cannot start raises ``ServerError`` wi
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,19 +21,17 @@ SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TEL
               "DO_NOT_TRACK": "true"}
 
 
-def mlflow_executable() -> list[str]:
-    """The ``mlflow`` command of this Python environment (the venv's script, else ``python -m mlflow``)."""
-    script = Path(sys.executable).parent / "mlflow"
-    if script.is_file() and os.access(script, os.X_OK):
-        return [str(script)]
-    found = shutil.which("mlflow")
-    return [found] if found else [sys.executable, "-m", "mlflow"]
+LAUNCHER = [sys.executable, "-m", "mlops_course.mlflow_launch"]  # ``mlflow`` that execs its web server
 
 
 def server_command(backend_store_uri: str, artifacts_destination: os.PathLike | str,
                    workers: int = 1) -> list[str]:
-    """The ``mlflow server`` command line, with ``{port}`` where the port goes."""
-    return [*mlflow_executable(), "server", "--host", process.HOST, "--port", "{port}",
+    """The ``mlflow server`` command line, with ``{port}`` where the port goes.
+
+    It runs MLflow's own CLI through :mod:`mlops_course.mlflow_launch`, which leaves one process (uvicorn)
+    instead of the CLI waiting beside it; :func:`shown_command` shows it as ``mlflow server ...``.
+    """
+    return [*LAUNCHER, "server", "--host", process.HOST, "--port", "{port}",
             "--workers", str(workers), "--backend-store-uri", backend_store_uri,
             "--artifacts-destination", str(artifacts_destination)]
 
@@ -72,13 +69,12 @@ def tracking_server(workspace: os.PathLike | str, *, port: int | None = None, ba
 def shown_command(server: process.BackgroundServer, workspace: os.PathLike | str) -> str:
     """The server's command line as a learner should read it: no absolute paths, ``<port>`` for the port."""
     root = str(Path(workspace).resolve())
+    command = list(server.command)
+    if command[:len(LAUNCHER)] == LAUNCHER:
+        command[:len(LAUNCHER)] = ["mlflow"]
     parts = []
-    for i, part in enumerate(server.command):
-        if i == 0 and Path(part).name == "mlflow":
-            part = "mlflow"
-        elif i == 0:
-            part = "python"
-        if server.command[i - 1] == "--port":
+    for i, part in enumerate(command):
+        if i > 0 and command[i - 1] == "--port":
             part = "<port>"
         parts.append(part.replace(root + os.sep, "").replace(root, "."))
     return " ".join(parts)
@@ -136,7 +132,6 @@ __all__: Sequence[str] = [
     "SERVER_ENV",
     "artifact_paths",
     "comparison_plot",
-    "mlflow_executable",
     "server_command",
     "shown_command",
     "tracking_server",

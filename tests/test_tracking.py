@@ -46,7 +46,7 @@ def test_command_has_one_worker_loopback_and_workspace_stores(workspace):
     assert server.health_path == "/health"
     assert server.log_file == workspace / "mlflow-server" / "server.log"
     shown = tracking.shown_command(server, workspace)
-    assert shown.startswith(("mlflow server ", "python "))
+    assert shown.startswith("mlflow server --host 127.0.0.1 --port <port> --workers 1 ")
     assert "--port <port>" in shown and str(workspace) not in shown
     assert "sqlite:///mlflow-server/mlflow.db" in shown
 
@@ -80,6 +80,16 @@ def test_real_server_answers_health_logs_over_http_and_stops_cleanly(workspace):
     assert not process.port_in_use(server.port)
     assert (workspace / "mlflow-server" / "mlflow.db").is_file()
     assert "Uvicorn running" in server.log_tail(50) or "Application startup complete" in server.log_tail(50)
+
+
+def test_the_server_is_uvicorn_alone_without_the_cli_waiting_beside_it(workspace):
+    """mlflow_launch makes the CLI exec its web server: below the guard runs uvicorn, no second Python CLI."""
+    psutil = pytest.importorskip("psutil")
+    with tracking.tracking_server(workspace) as server:
+        guard = psutil.Process(server.process.pid)
+        (child,) = guard.children()
+        assert child.cmdline()[1:3] == ["-m", "uvicorn"], child.cmdline()
+        assert "mlflow.server" in " ".join(child.cmdline())
 
 
 def test_a_given_free_port_is_used_and_reusable(workspace):

@@ -22,7 +22,7 @@ from reliability.lesson_harness import font_cache  # noqa: F401 - a fixture
 # Per lesson: text of the cell that starts its (first) servers, and what the started servers' command lines
 # contain (read from the audit's process log, so the failure is known to come after they started).
 SERVER_CELLS = {
-    "02": ("tracking_server(", ["mlflow server"]),  # started from a thread in the setup cell
+    "02": ("tracking_server(", ["mlflow_launch server"]),  # started from a thread in the setup cell
     "04": ("start_together(", ["mlops_course.serving", "models serve"]),
     "05": ("start_service(", ["mlops_course.serving"]),
     "07": ("PrefectServer(", ["prefect server start"]),
