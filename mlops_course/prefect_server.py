@@ -280,6 +280,29 @@ def flush_client() -> None:
     worker.join(timeout=12)
 
 
+def worker(pool: str, workspace: os.PathLike | str | None = None, *, name: str = "worker-1",
+           query_seconds: float = 1.0, startup_timeout: float = 120.0) -> process.BackgroundServer:
+    """``prefect worker start --pool POOL``, started in the background and healthy, for the running server.
+
+    The worker polls the server (``PREFECT_API_URL`` of this process, so start a :class:`PrefectServer` first)
+    every ``query_seconds`` (Prefect's default is 10 s) and runs each flow run of the pool as a process of its
+    own. ``--with-healthcheck`` gives it a ``/health`` page, on 127.0.0.1 and a free port, that answers once it
+    polls. Its log (``worker-NAME.log`` in Prefect's home) holds what its flow runs print.
+    """
+    if not os.environ.get("PREFECT_API_URL"):
+        raise process.ServerError("no Prefect server for the worker: start one first "
+                                  "(PrefectServer(lesson.workspace).start().wait())")
+    port = process.free_port()
+    env = {"PREFECT_WORKER_WEBSERVER_HOST": process.HOST, "PREFECT_WORKER_WEBSERVER_PORT": str(port),
+           "PREFECT_WORKER_QUERY_SECONDS": str(query_seconds), "PREFECT_WORKER_PREFETCH_SECONDS": "0"}
+    home = prefect_home(workspace)
+    command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process",
+               "--name", name, "--with-healthcheck"]
+    return process.BackgroundServer(command, log_file=home / f"worker-{name}.log", port=port, health_path="/health",
+                                    env=env, cwd=home, startup_timeout=startup_timeout,
+                                    name=f"prefect worker {name}").start()
+
+
 @contextlib.contextmanager
 def prefect_server(workspace: os.PathLike | str | None = None) -> Iterator[PrefectServer]:
     """``with prefect_server(ws) as server:`` a ready server for the block, stopped afterwards, also on error."""

@@ -2,8 +2,13 @@
 
 ``python -m mlops_course.webhook --port N --out alerts.jsonl`` serves ``POST /alerts`` (Alertmanager's webhook
 body: ``status``, ``alerts`` with ``labels``) and ``GET /health``, on 127.0.0.1 only. :func:`receiver` runs it as
-a :class:`mlops_course.process.BackgroundServer`; :func:`notifications` reads what arrived. What to do on an
-alert (here: retrain) is the reader's business; a real team's receiver would start a deployment run instead.
+a :class:`mlops_course.process.BackgroundServer`; :func:`notifications` reads what arrived.
+
+With ``--deployment API_URL DEPLOYMENT_ID`` (``receiver(..., deployment=(api_url, id))``) each firing
+notification also starts a run of that Prefect deployment through Prefect's REST API
+(``POST /deployments/{id}/create_flow_run``), with the parameter ``trigger`` set to the alert's name and an
+idempotency key made of the alerts' fingerprints and start times, so a notification Alertmanager sends again
+starts no second run. The run's id (or the error) is written into the notification's line as ``flow_run``.
 """
 
 from __future__ import annotations
@@ -19,10 +24,17 @@ from pathlib import Path
 from mlops_course import process
 
 
-def receiver(out: os.PathLike | str, *, log_file: os.PathLike | str | None = None) -> process.BackgroundServer:
-    """The receiver, started, writing to ``out``; its URL for Alertmanager is ``server.url + "/alerts"``."""
+def receiver(out: os.PathLike | str, *, log_file: os.PathLike | str | None = None,
+             deployment: tuple[str, str] | None = None) -> process.BackgroundServer:
+    """The receiver, started, writing to ``out``; its URL for Alertmanager is ``server.url + "/alerts"``.
+
+    ``deployment=(prefect_api_url, deployment_id)``: also start a run of that deployment per firing notification.
+    """
     out = Path(out).resolve()
     command = [sys.executable, "-m", "mlops_course.webhook", "--port", "{port}", "--out", str(out)]
+    if deployment is not None:
+        api_url, deployment_id = deployment
+        command += ["--deployment", str(api_url), str(deployment_id)]
     return process.BackgroundServer(command, log_file=log_file or out.with_suffix(".log"), health_path="/health",
                                     name="webhook receiver").start()
 
@@ -47,7 +59,28 @@ def wait_for_alert(out: os.PathLike | str, alertname: str, *, timeout: float = 6
     raise TimeoutError(f"no firing notification for {alertname} reached the webhook within {timeout:.0f} s")
 
 
-def _handler(out: Path):
+def start_deployment_run(api_url: str, deployment_id: str, note: dict) -> dict:
+    """Start a run of the deployment for a firing notification; ``{"id": ...}`` or ``{"error": ...}``."""
+    import urllib.error
+    import urllib.request
+
+    firing = [a for a in note.get("alerts", []) if a.get("status", "firing") == "firing"]
+    names = sorted({a.get("labels", {}).get("alertname", "?") for a in firing})
+    key = "|".join(sorted(f"{a.get('fingerprint', '')}@{a.get('startsAt', '')}" for a in firing))
+    body = {"parameters": {"trigger": ",".join(names)}, "tags": ["alertmanager"], "idempotency_key": key}
+    request = urllib.request.Request(f"{api_url.rstrip('/')}/deployments/{deployment_id}/create_flow_run",
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return {"id": json.load(response)["id"]}
+    except urllib.error.HTTPError as exc:
+        return {"error": f"Prefect answered {exc.code}: {exc.read().decode(errors='replace')[:300]}"}
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+        return {"error": f"could not start a run of deployment {deployment_id} at {api_url}: {exc}"}
+
+
+def _handler(out: Path, deployment: tuple[str, str] | None = None):
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             self._reply(200 if self.path == "/health" else 404, {"status": "ok"})
@@ -62,9 +95,18 @@ def _handler(out: Path):
             except ValueError:
                 self._reply(400, {"error": "not JSON"})
                 return
+            if not isinstance(note, dict):
+                self._reply(400, {"error": "expected a JSON object with 'status' and 'alerts'"})
+                return
+            if deployment is not None and note.get("status") == "firing":
+                note["flow_run"] = start_deployment_run(*deployment, note)
             with out.open("a") as f:
                 f.write(json.dumps(note, sort_keys=True) + "\n")
-            self._reply(200, {"received": len(note.get("alerts", []))})
+            started = note.get("flow_run", {})
+            if "error" in started:  # 502: Alertmanager sends the notification again later
+                self._reply(502, {"error": started["error"]})
+                return
+            self._reply(200, {"received": len(note.get("alerts", [])), **({"flow_run": started["id"]} if started else {})})
 
         def _reply(self, code: int, body: dict) -> None:
             data = json.dumps(body).encode()
@@ -84,8 +126,11 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlops_course.webhook", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--deployment", nargs=2, metavar=("API_URL", "DEPLOYMENT_ID"),
+                        help="start a run of this Prefect deployment for every firing notification")
     args = parser.parse_args(argv)
-    ThreadingHTTPServer((process.HOST, args.port), _handler(Path(args.out))).serve_forever()
+    deployment = tuple(args.deployment) if args.deployment else None
+    ThreadingHTTPServer((process.HOST, args.port), _handler(Path(args.out), deployment)).serve_forever()
 
 
 if __name__ == "__main__":
