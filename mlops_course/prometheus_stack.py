@@ -177,12 +177,17 @@ class QueryError(RuntimeError):
     """Prometheus refused a query (bad PromQL) or could not be reached."""
 
 
-def query(url: str, promql: str, *, timeout: float = 10.0) -> list[dict]:
-    """Evaluate ``promql`` now; the result vector as ``[{"metric": {...}, "value": float}, ...]``."""
+def query(url: str, promql: str, *, timeout: float = 10.0, at: float | None = None) -> list[dict]:
+    """Evaluate ``promql`` now (or at the Unix time ``at``); the vector as ``[{"metric": {...}, "value": float}]``.
+
+    Two expressions compared with each other are evaluated at one ``at``: evaluated one after the other, "now"
+    moves between them, and so does every rate.
+    """
     import httpx
 
+    params = {"query": promql} if at is None else {"query": promql, "time": f"{at:.3f}"}
     try:
-        response = httpx.get(f"{url.rstrip('/')}/api/v1/query", params={"query": promql}, timeout=timeout)
+        response = httpx.get(f"{url.rstrip('/')}/api/v1/query", params=params, timeout=timeout)
     except httpx.HTTPError as exc:
         raise QueryError(f"Prometheus at {url} did not answer ({type(exc).__name__})") from None
     body = response.json()

@@ -148,10 +148,15 @@ A, B = "127.0.0.1:8001", "127.0.0.1:8002"
 def fake_prometheus(answers):
     """A query function that knows a few expressions (whitespace ignored), like Prometheus would answer them."""
     per_instance = [{"metric": {"instance": A}, "value": 1.5}, {"metric": {"instance": B}, "value": 1.4}]
-    known = {PER_REPLICA: per_instance, **answers}
+    totals = [{"metric": {"instance": A}, "value": 120.0}, {"metric": {"instance": B}, "value": 110.0}]
+    known = {PER_REPLICA: per_instance, 'sum by (instance) ((bike_requests_total{route="/predict"}))': totals,
+             **answers}
     norm = {k.replace(" ", ""): v for k, v in known.items()}
+    instants = set()
 
-    def query(url, promql):
+    def query(url, promql, at=None):
+        instants.add(at)
+        assert len(instants) == 1, "the check evaluated its expressions at different instants"
         return norm[promql.replace(" ", "")]
 
     return query
@@ -159,20 +164,25 @@ def fake_prometheus(answers):
 
 def test_per_replica_right_answers():
     without = 'sum without (route, status, method, job) (rate(bike_requests_total{route="/predict"}[1m]))'
-    query = fake_prometheus({without: [{"metric": {"instance": A}, "value": 1.5},
-                                       {"metric": {"instance": B}, "value": 1.41}]})
-    assert evaluate("09.3", PER_REPLICA, prometheus_url="http://p", query=query).ok
-    assert evaluate("09.3", without, prometheus_url="http://p", query=query).ok
+    per_minute = 'sum by (instance) (increase(bike_requests_total{route="/predict"}[60s])) / 60'
+    same = [{"metric": {"instance": A}, "value": 1.5}, {"metric": {"instance": B}, "value": 1.4}]
+    for answer in (PER_REPLICA, without, per_minute):  # equivalent expressions: the same series, the same values
+        query = fake_prometheus({without: same, per_minute: same})
+        assert evaluate("09.3", answer, prometheus_url="http://p", query=query).ok, answer
 
 
 @pytest.mark.parametrize("answer,result,hint", [
     ('sum by (instance) (bike_requests_total{route="/predict"})',
-     [{"metric": {"instance": A}, "value": 90.0}, {"metric": {"instance": B}, "value": 84.0}], "a counter only grows"),
+     [{"metric": {"instance": A}, "value": 120.0}, {"metric": {"instance": B}, "value": 110.0}], "a counter only grows"),
     ('sum(rate(bike_requests_total{route="/predict"}[1m]))', [{"metric": {}, "value": 2.9}], "sum by (instance)"),
     ('rate(bike_requests_total{route="/predict"}[1m])',
      [{"metric": {"instance": i, "status": s}, "value": 0.7} for i in (A, B) for s in ("200", "422")], "sum the rest"),
     ('sum by (instance) (rate(bike_requests_total[1m]))',
      [{"metric": {"instance": A}, "value": 2.5}, {"metric": {"instance": B}, "value": 2.4}], 'route="/predict"'),
+    ('sum by (instance) (increase(bike_requests_total{route="/predict"}[1m]))',
+     [{"metric": {"instance": A}, "value": 90.0}, {"metric": {"instance": B}, "value": 84.0}], "increase(...[1m]) / 60"),
+    ('sum by (instance) (rate(bike_requests_total{route="/predict"}[5m]))',
+     [{"metric": {"instance": A}, "value": 1.2}, {"metric": {"instance": B}, "value": 1.1}], "over a 1m window"),
 ])
 def test_per_replica_typical_mistakes(answer, result, hint):
     feedback = evaluate("09.3", answer, prometheus_url="http://p", query=fake_prometheus({answer: result}))
@@ -182,7 +192,7 @@ def test_per_replica_typical_mistakes(answer, result, hint):
 def test_per_replica_refused_query_and_stub():
     from mlops_course.prometheus_stack import QueryError
 
-    def refuse(url, promql):
+    def refuse(url, promql, at=None):
         raise QueryError("parse error")
 
     assert "refused" in evaluate("09.3", "sum(", prometheus_url="http://p", query=refuse).message

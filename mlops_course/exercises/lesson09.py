@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -162,15 +163,13 @@ def per_replica(answer, prometheus_url: str | None = None, query=None) -> object
     if prometheus_url is None:
         return wrong("the check needs the lesson's Prometheus.", "call check('09.3', per_replica, prometheus_url=prom.url).")
     query = query or prometheus_stack.query
+    at = time.time()  # both expressions at one instant: rates move as "now" moves
     try:
-        mine = query(prometheus_url, answer)
+        mine = query(prometheus_url, answer, at=at)
     except prometheus_stack.QueryError as exc:
         return wrong(f"Prometheus refused the expression: {exc}.", "try it piece by piece, starting from "
                      "bike_requests_total{route=\"/predict\"}.")
-    truth = _series(query(prometheus_url, PER_REPLICA))
-    if "rate(" not in answer and "irate(" not in answer and "increase(" not in answer:
-        return wrong("the expression reads the counter's running total, not a rate.",
-                     "a counter only grows: rate(bike_requests_total{...}[1m]) gives requests per second.")
+    truth = _series(query(prometheus_url, PER_REPLICA, at=at))
     if len(mine) == 1 and len(truth) > 1:
         return wrong(f"the expression gives one series, not one per replica ({len(truth)} replicas).",
                      "keep the replica apart when you sum: sum by (instance) (...).")
@@ -180,7 +179,14 @@ def per_replica(answer, prometheus_url: str | None = None, query=None) -> object
     got = _series(mine)
     if set(got) != set(truth):
         return wrong(f"the series are labelled {sorted(got)}, not by replica.", "group by the label instance.")
-    off = [i for i in truth if not math.isclose(got[i], truth[i], rel_tol=0.05, abs_tol=1e-9)]
+    totals = _series(query(prometheus_url, PER_REPLICA.replace("rate(", "(").replace("[1m]", ""), at=at))
+    if all(math.isclose(got[i], totals[i], rel_tol=1e-9) for i in truth) and any(totals.values()):
+        return wrong("the expression reads the counter's running total, not a rate.",
+                     "a counter only grows: rate(bike_requests_total{...}[1m]) gives requests per second.")
+    if all(math.isclose(got[i], 60 * truth[i], rel_tol=1e-6) for i in truth) and any(truth.values()):
+        return wrong("the expression gives requests per minute (an increase over 1m), not per second.",
+                     "rate(...[1m]) is per second; increase(...[1m]) / 60 is the same.")
+    off = [i for i in truth if not math.isclose(got[i], truth[i], rel_tol=1e-6, abs_tol=1e-9)]
     if off:
         return wrong(f"for one replica your expression gives {got[off[0]]:.3f} requests/s, the reference "
                      f"{truth[off[0]]:.3f}.", "count only /predict: bike_requests_total{route=\"/predict\"}, "
