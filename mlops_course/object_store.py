@@ -1,7 +1,7 @@
 """An S3-compatible object store for a lesson: moto's server on 127.0.0.1, fake credentials, buckets on demand.
 
-:class:`ObjectStore` runs ``moto_server`` (from ``moto[server]``) on a free loopback port under
-:class:`mlops_course.process.BackgroundServer`, so it stops with the lesson. Its objects live in memory: the
+:class:`ObjectStore` runs ``moto_server`` (from ``moto[server]``) on a free loopback port as a
+:class:`mlops_course.process.ManagedServer`, so it stops with the lesson. Its objects live in memory: the
 store is empty at every start, like a fresh bucket. The settings every S3 client here reads are the standard
 ones, so pointing at real S3 or MinIO changes values, not code:
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Self
 
 from mlops_course import process
 
@@ -38,8 +37,9 @@ def moto_command() -> list[str]:
     return [*head, "-H", process.HOST, "-p", "{port}"]
 
 
-class ObjectStore:
-    """moto's S3 server for one lesson (see the module docstring).
+class ObjectStore(process.ManagedServer):
+    """moto's S3 server for one lesson (see the module docstring); ``url`` is the endpoint URL
+    (``MLFLOW_S3_ENDPOINT_URL``, DVC's ``endpointurl``).
 
     >>> store = ObjectStore(lesson.workspace).start()
     >>> store.create_bucket("mlflow-artifacts")
@@ -50,37 +50,10 @@ class ObjectStore:
     def __init__(self, workspace: os.PathLike | str, *, port: int | None = None, startup_timeout: float = 60.0):
         self.workspace = Path(workspace).resolve()
         self.folder = self.workspace / "object-store"
-        self._server = process.BackgroundServer(
+        super().__init__(process.BackgroundServer(
             moto_command(), log_file=self.folder / "moto.log", port=port, health_path="/moto-api/data.json",
             env={**FAKE_CREDENTIALS, "MOTO_ENABLE_ISO_REGIONS": "false"}, cwd=self.workspace,
-            startup_timeout=startup_timeout, name="moto_server (S3)")
-
-    @property
-    def url(self) -> str:
-        """The endpoint URL (``MLFLOW_S3_ENDPOINT_URL``, DVC's ``endpointurl``)."""
-        return self._server.url
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    @property
-    def running(self) -> bool:
-        return self._server.running
-
-    def start(self) -> Self:
-        """Start the server and wait until it answers; ``ServerError`` with the port and log tail if not."""
-        if self.running:
-            return self
-        self.folder.mkdir(parents=True, exist_ok=True)
-        try:
-            self._server.start()
-        except process.ServerError as exc:
-            raise process.ServerError(f"the S3 store did not start on {process.HOST}:{self.port}: {exc}") from None
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
+            startup_timeout=startup_timeout, name="moto_server (S3)"))
 
     def env(self) -> dict[str, str]:
         """The environment an S3 client needs for this store: endpoint and the fake credentials."""
@@ -120,18 +93,6 @@ class ObjectStore:
 
     def describe(self) -> str:
         return "S3-compatible store (moto) on 127.0.0.1, a free port, fake credentials, objects in memory"
-
-    def log_tail(self, lines: int = 20) -> str:
-        return self._server.log_tail(lines)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"<ObjectStore {'running' if self.running else 'stopped'}>"
 
 
 def explain(exc: BaseException, *, bucket: str, endpoint: str | None) -> str:

@@ -23,7 +23,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Self
 
@@ -166,13 +165,18 @@ class Postgres:
         options = [f"--{key}={value}" for key, value in SETTINGS.items()]
         command = [*_run_as(self.user), str(bin_dir() / "postgres"), "-D", str(self.data),
                    "-k", str(self.socket_dir), *options]
+        # SIGINT is PostgreSQL's fast shutdown: SIGTERM would wait for every client to disconnect.
         self._server = process.BackgroundServer(command, log_file=self.log_file, ready=self._accepts,
-                                                startup_timeout=self.startup_timeout, name="postgres")
+                                                startup_timeout=self.startup_timeout, name="postgres",
+                                                listens_on=f"the socket {self.socket}", stop_signal=signal.SIGINT)
         try:
             self._server.start()
         except (process.ServerError, OSError) as exc:
             self._remove_socket_dir()
-            raise PostgresError(f"PostgreSQL did not start on the socket {self.socket}: {exc}") from None
+            # ServerError already names the socket and the log tail; OSError: setpriv or postgres missing.
+            message = str(exc) if isinstance(exc, process.ServerError) else (
+                f"PostgreSQL did not start on the socket {self.socket}: {exc}")
+            raise PostgresError(message) from None
         return self
 
     def _accepts(self) -> bool:
@@ -185,23 +189,9 @@ class Postgres:
     def stop(self) -> None:
         """Fast shutdown (open connections are closed), then the process group goes; the socket folder too."""
         server, self._server = self._server, None
-        if server is not None and server.running:
-            pid = self._postmaster_pid()
-            if pid is not None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGINT)  # SIGTERM would wait for every client to disconnect
-                deadline = time.monotonic() + 10
-                while time.monotonic() < deadline and self._postmaster_pid() is not None:
-                    time.sleep(0.05)
+        if server is not None:
             server.stop()
         self._remove_socket_dir()
-
-    def _postmaster_pid(self) -> int | None:
-        pid_file = self.data / "postmaster.pid"
-        try:
-            return int(pid_file.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
 
     def _remove_socket_dir(self) -> None:
         if self.socket_dir is not None:

@@ -2,7 +2,10 @@
 
 ``BackgroundServer`` runs a command (``{port}`` in it is replaced by the port) in its own process group,
 writes its output to a log file, polls a health URL, and stops the whole group on ``stop()``, at the end of
-a ``with`` block, or when the Python process exits.
+a ``with`` block, or when the Python process exits. Its errors name the server, where it listens
+(``127.0.0.1:PORT``, or what ``listens_on`` says, e.g. a Unix socket) and the last lines of its log.
+``ManagedServer`` is the base of the course's named servers (Prometheus, Alertmanager, the S3 store): it owns
+one ``BackgroundServer`` and gives them url, port, running, start, stop, log_tail and the ``with`` block.
 
 A process killed outright (``kill -9``, a crashed or force-restarted Jupyter kernel) runs no exit handlers,
 so on Linux and macOS each server runs under a small guard process (``python -I -S process.py --guard``): it
@@ -139,10 +142,14 @@ class BackgroundServer:
     def __init__(self, command: Sequence[str], *, log_file: os.PathLike | str, port: int | None = None,
                  health_path: str = "/health", env: Mapping[str, str] | None = None,
                  cwd: os.PathLike | str | None = None, startup_timeout: float = 30.0, name: str | None = None,
-                 ready: Callable[[], bool] | None = None):
+                 ready: Callable[[], bool] | None = None, listens_on: str | None = None,
+                 stop_signal: int = signal.SIGTERM):
         """``ready``: how to tell the server is up when it is not HTTP (e.g. a Unix socket exists); by default
-        ``GET health_path`` on the port must answer 200."""
+        ``GET health_path`` on the port must answer 200. ``listens_on``: where errors say the server listens
+        (default ``127.0.0.1:PORT``). ``stop_signal``: what ``stop()`` sends first (PostgreSQL: SIGINT)."""
         self.port = port if port is not None else free_port()
+        self.listens_on = listens_on or f"{HOST}:{self.port}"
+        self.stop_signal = stop_signal
         self.command = [str(part).replace("{port}", str(self.port)) for part in command]
         self.log_file = Path(log_file)
         self.health_path = health_path
@@ -168,13 +175,20 @@ class BackgroundServer:
             return ""
         return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
 
+    def _failed(self, why: str) -> ServerError:
+        """The error for a start that failed: the server, where, why, and the tail of its log."""
+        tail = self.log_tail()
+        log = (f"Last lines of its log ({self.log_file}):\n{tail}" if tail
+               else f"Its log ({self.log_file}) is empty.")
+        return ServerError(f"{self.name} did not start on {self.listens_on}: {why}. {log}")
+
     def start(self) -> BackgroundServer:
         """Start the server and wait for its health URL to answer 200; raise ``ServerError`` otherwise."""
         if self.running:
             return self
         if self.ready_check is None and port_in_use(self.port):
-            raise ServerError(f"port {self.port} on {HOST} is already in use: stop what listens there "
-                              f"or leave the port out so a free one is chosen")
+            raise ServerError(f"{self.name} did not start on {self.listens_on}: port {self.port} is already in "
+                              f"use. Stop what listens there, or leave the port out so a free one is chosen.")
         if shutil.which(self.command[0], path=self.env.get("PATH")) is None:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), self.command[0])
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -204,21 +218,19 @@ class BackgroundServer:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise ServerError(f"{self.name} exited with code {self.process.returncode} before it was "
-                                  f"ready. Last lines of its log:\n{self.log_tail()}")
+                raise self._failed(f"it exited with code {self.process.returncode} before it was ready")
             if self._answers():
                 return
             time.sleep(0.05 if self.ready_check is not None else 0.1)
         waited = "become ready" if self.ready_check is not None else f"answer {self.health_path}"
-        raise ServerError(f"{self.name} did not {waited} within {self.startup_timeout:.0f} s. "
-                          f"Last lines of its log:\n{self.log_tail()}")
+        raise self._failed(f"it did not {waited} within {self.startup_timeout:.0f} s")
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server and every process it started (SIGTERM, then SIGKILL after ``timeout``)."""
+        """Stop the server and every process it started (``stop_signal``, then SIGKILL after ``timeout``)."""
         proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, self.stop_signal)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -243,6 +255,53 @@ class BackgroundServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<BackgroundServer {self.name} {state}>"
+
+
+class ManagedServer:
+    """The base of a named course server that runs one :class:`BackgroundServer`.
+
+    A subclass builds its command and config, passes the ``BackgroundServer`` to ``__init__`` and adds only
+    what is its own (``describe``, API helpers); url, port, running, start, stop, log_tail, the ``with``
+    block and the repr come from here.
+    """
+
+    def __init__(self, server: BackgroundServer):
+        self._server = server
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return self._server.url
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def running(self) -> bool:
+        return self._server.running
+
+    def start(self) -> Self:
+        """Start and wait until healthy; ``ServerError`` naming host:port and the log tail if not."""
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (nothing happens when it is not running)."""
+        self._server.stop()
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the server wrote."""
+        return self._server.log_tail(lines)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {'running' if self.running else 'stopped'}>"
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--guard"]:  # python -I -S process.py --guard PARENT -- CMD...

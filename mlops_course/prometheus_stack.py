@@ -5,9 +5,9 @@
   alert fire in seconds (production: 15-60 s).
 - :func:`alertmanager_config` routes every alert to one webhook receiver (``group_wait`` 1 s here).
 - :class:`Prometheus` and :class:`Alertmanager` run the Debian binaries (``prometheus``,
-  ``prometheus-alertmanager``; Homebrew's ``alertmanager`` on macOS) under
-  :class:`mlops_course.process.BackgroundServer`, with their data folders in the workspace, on free ports of
-  127.0.0.1, stopped with the lesson. Alertmanager's cluster port is off (one instance).
+  ``prometheus-alertmanager``; Homebrew's ``alertmanager`` on macOS) as
+  :class:`mlops_course.process.ManagedServer` subclasses, with their data folders in the workspace, on free
+  ports of 127.0.0.1, stopped with the lesson. Alertmanager's cluster port is off (one instance).
 - :func:`query` and :func:`alerts` read Prometheus' HTTP API (``/api/v1/query``, ``/api/v1/alerts``).
 """
 
@@ -18,7 +18,6 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Self
 
 from mlops_course import process
 
@@ -87,7 +86,7 @@ def write_yaml(path: os.PathLike | str, content: Mapping) -> Path:
 
 
 # ------------------------------------------------------------------ the servers
-class Prometheus:
+class Prometheus(process.ManagedServer):
     """``prometheus`` on a free loopback port, config and TSDB in ``<workspace>/prometheus``."""
 
     def __init__(self, workspace: os.PathLike | str, config: Mapping, *, startup_timeout: float = 60.0):
@@ -99,35 +98,12 @@ class Prometheus:
         command = [binary, f"--config.file={self.config_file}", f"--storage.tsdb.path={self.folder / 'data'}",
                    f"--web.listen-address={process.HOST}:{{port}}", "--web.enable-lifecycle",
                    "--storage.tsdb.retention.time=1d", "--log.level=warn"]
-        self._server = process.BackgroundServer(command, log_file=self.folder / "prometheus.log",
-                                                health_path="/-/ready", startup_timeout=startup_timeout,
-                                                cwd=self.folder, name="prometheus")
-
-    url = property(lambda self: self._server.url)
-    port = property(lambda self: self._server.port)
-    running = property(lambda self: self._server.running)
-
-    def start(self) -> Self:
-        try:
-            self._server.start()
-        except process.ServerError as exc:
-            raise process.ServerError(f"prometheus did not start on {process.HOST}:{self.port}: {exc}") from None
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def log_tail(self, lines: int = 20) -> str:
-        return self._server.log_tail(lines)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        super().__init__(process.BackgroundServer(command, log_file=self.folder / "prometheus.log",
+                                                  health_path="/-/ready", startup_timeout=startup_timeout,
+                                                  cwd=self.folder, name="prometheus"))
 
 
-class Alertmanager:
+class Alertmanager(process.ManagedServer):
     """Alertmanager on a free loopback port (cluster port off), config and state in ``<workspace>/alertmanager``."""
 
     def __init__(self, workspace: os.PathLike | str, config: Mapping, *, startup_timeout: float = 60.0):
@@ -139,37 +115,14 @@ class Alertmanager:
         command = [binary, f"--config.file={self.config_file}", f"--storage.path={self.folder / 'data'}",
                    f"--web.listen-address={process.HOST}:{{port}}", "--cluster.listen-address=",
                    "--log.level=warn"]
-        self._server = process.BackgroundServer(command, log_file=self.folder / "alertmanager.log",
-                                                health_path="/-/ready", startup_timeout=startup_timeout,
-                                                cwd=self.folder, name="alertmanager")
-
-    url = property(lambda self: self._server.url)
-    port = property(lambda self: self._server.port)
-    running = property(lambda self: self._server.running)
+        super().__init__(process.BackgroundServer(command, log_file=self.folder / "alertmanager.log",
+                                                  health_path="/-/ready", startup_timeout=startup_timeout,
+                                                  cwd=self.folder, name="alertmanager"))
 
     @property
     def address(self) -> str:
         """``host:port``, as Prometheus' ``alerting`` section wants it."""
         return f"{process.HOST}:{self.port}"
-
-    def start(self) -> Self:
-        try:
-            self._server.start()
-        except process.ServerError as exc:
-            raise process.ServerError(f"alertmanager did not start on {process.HOST}:{self.port}: {exc}") from None
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def log_tail(self, lines: int = 20) -> str:
-        return self._server.log_tail(lines)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 # ------------------------------------------------------------------ the HTTP API

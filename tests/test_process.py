@@ -47,7 +47,7 @@ def test_port_in_use_is_refused(tmp_path):
         s.listen()
         port = s.getsockname()[1]
         server = process.BackgroundServer(HTTP, port=port, log_file=tmp_path / "x.log", health_path="/")
-        with pytest.raises(process.ServerError, match=f"port {port} .* already in use"):
+        with pytest.raises(process.ServerError, match=f"did not start on 127.0.0.1:{port}: port {port} is already in use"):
             server.start()
         assert server.process is None
 
@@ -55,7 +55,8 @@ def test_port_in_use_is_refused(tmp_path):
 def test_failure_to_start_reports_log_tail(tmp_path):
     bad = [sys.executable, "-c", "import sys; print('boom: no model here'); sys.exit(3)"]
     server = process.BackgroundServer(bad, log_file=tmp_path / "bad.log", name="bad-server")
-    with pytest.raises(process.ServerError, match="(?s)exited with code 3.*boom: no model here"):
+    with pytest.raises(process.ServerError,
+                       match=r"(?s)bad-server did not start on 127\.0\.0\.1:\d+: it exited with code 3.*boom: no model here"):
         server.start()
     assert not server.running
 
@@ -165,6 +166,87 @@ def test_a_server_that_is_not_http_says_when_it_is_ready(tmp_path):
     assert not server.running
     never = process.BackgroundServer([sys.executable, "-c", "import time; time.sleep(60)"], log_file=tmp_path / "log2",
                              ready=lambda: False, startup_timeout=1, name="never-ready")
-    with pytest.raises(process.ServerError, match="never-ready did not become ready within 1 s"):
+    with pytest.raises(process.ServerError, match="never-ready did not start on 127.0.0.1:[0-9]+: it did not become ready within 1 s"):
         never.start()
     assert not never.running
+
+
+def test_listens_on_names_a_socket_and_an_empty_log_is_said(tmp_path):
+    server = process.BackgroundServer([sys.executable, "-c", "import time; time.sleep(60)"], log_file=tmp_path / "q.log",
+                                      ready=lambda: False, startup_timeout=1, name="sock",
+                                      listens_on="the socket /tmp/x/.s.PGSQL.5432")
+    with pytest.raises(process.ServerError) as info:
+        server.start()
+    text = str(info.value)
+    assert text.startswith("sock did not start on the socket /tmp/x/.s.PGSQL.5432: ")
+    assert "127.0.0.1" not in text
+    assert f"Its log ({tmp_path / 'q.log'}) is empty." in text
+
+
+def test_stop_signal_is_sent_first(tmp_path):
+    # The server says which signal reached it: SIGINT when asked for, not the default SIGTERM.
+    flag = tmp_path / "up"
+    script = ("import pathlib, signal, sys, time\n"
+              "def said(name):\n"
+              "    return lambda *a: (print(name, flush=True), sys.exit(0))\n"
+              "signal.signal(signal.SIGINT, said('got SIGINT'))\n"
+              "signal.signal(signal.SIGTERM, said('got SIGTERM'))\n"
+              f"pathlib.Path({str(flag)!r}).touch()\n"
+              "time.sleep(60)\n")
+    for stop_signal, expected in ((signal.SIGINT, "got SIGINT"), (signal.SIGTERM, "got SIGTERM")):
+        flag.unlink(missing_ok=True)
+        log = tmp_path / f"{expected[4:]}.log"
+        with process.BackgroundServer([sys.executable, "-c", script], log_file=log, ready=flag.exists,
+                                      startup_timeout=20, stop_signal=stop_signal):
+            pass
+        assert log.read_text().split() == expected.split()
+
+
+class Http(process.ManagedServer):
+    """The smallest subclass: Python's http.server, or any command given."""
+
+    def __init__(self, tmp_path, command=HTTP, **options):
+        super().__init__(process.BackgroundServer(command, log_file=tmp_path / "managed.log", health_path="/",
+                                                  name="http", **options))
+
+
+def test_managed_server_delegates_and_stops_when_the_block_fails(tmp_path):
+    server = Http(tmp_path)
+    assert repr(server) == "<Http stopped>" and not server.running
+    with pytest.raises(RuntimeError, match="a cell failed"), server as same:
+        assert same is server and server.running and listening(server.port)
+        assert server.url == f"http://127.0.0.1:{server.port}"
+        assert repr(server) == "<Http running>"
+        pid = server._server.process.pid
+        raise RuntimeError("a cell failed")
+    assert not server.running and not listening(server.port) and _gone(pid)
+    assert repr(server) == "<Http stopped>"
+
+
+def test_managed_server_stop_is_idempotent(tmp_path):
+    server = Http(tmp_path)
+    server.stop()  # never started: nothing to do
+    assert server.start() is server and server.start() is server  # a second start keeps the same server
+    pid = server._server.process.pid
+    server.stop()
+    server.stop()
+    assert not server.running and not listening(server.port) and _gone(pid)
+    assert server.start().running  # and it starts again after a stop
+    server.stop()
+
+
+def test_managed_server_failure_names_host_port_and_log_tail(tmp_path):
+    bad = [sys.executable, "-c", "print('listen: bad address'); raise SystemExit(2)"]
+    server = Http(tmp_path, bad)
+    with pytest.raises(process.ServerError) as info:
+        server.start()
+    text = str(info.value)
+    assert f"http did not start on 127.0.0.1:{server.port}: it exited with code 2" in text
+    assert text.endswith("listen: bad address") and server.log_tail() == "listen: bad address"
+    assert not server.running
+    slow = Http(tmp_path / "slow", [sys.executable, "-c", "print('still loading', flush=True); import time; time.sleep(60)"],
+                startup_timeout=1)
+    with pytest.raises(process.ServerError, match=rf"(?s)127\.0\.0\.1:{slow.port}: it did not answer / within 1 s.*"
+                                                  r"still loading"):
+        slow.start()
+    assert not slow.running

@@ -107,7 +107,8 @@ def test_a_given_free_port_is_used_and_reusable(workspace):
 
 def test_failure_to_start_reports_the_server_log_tail(workspace):
     server = tracking.tracking_server(workspace, backend_store_uri="nosuchdb://nowhere", start=False)
-    with pytest.raises(process.ServerError, match="(?s)mlflow server exited with code .*nosuchdb://nowhere"):
+    with pytest.raises(process.ServerError, match=rf"(?s)mlflow server did not start on 127\.0\.0\.1:{server.port}: "
+                                                  r"it exited with code .*nosuchdb://nowhere"):
         server.start()
     assert not server.running and server.process is None
     assert not process.port_in_use(server.port)
