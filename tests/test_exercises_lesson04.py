@@ -69,11 +69,27 @@ def test_04_1_request_body():
 
 def test_04_2_rejected_count(fake_service):
     assert evaluate("04.2", 3, fake_service).ok
-    assert evaluate("04.2", 3.0, fake_service).ok
     assert "400" in evaluate("04.2", 4, fake_service).hint
     assert "status label" in evaluate("04.2", 9, fake_service).hint
     assert "int()" in evaluate("04.2", "3", fake_service).hint
     assert "filter" in evaluate("04.2", 7, fake_service).hint
+
+
+def test_04_2_a_count_is_a_whole_number(fake_service):
+    # The exercise asks for a count ("how many requests"; "an int"). The parser gives every sample value as a
+    # float, so a learner who keeps s.value as read writes 3.0: the same count, accepted. A value that is not
+    # whole is no count at all (a latency _sum, an average): refused with its own hint, even when it rounds to
+    # the right answer.
+    import numpy as np
+
+    for same_count in (3.0, np.float64(3.0), np.int64(3)):
+        assert evaluate("04.2", same_count, fake_service).ok, same_count
+    for not_a_count in (3.5, 2.9999, 3.0000001, float("nan"), float("inf")):
+        feedback = evaluate("04.2", not_a_count, fake_service)
+        assert not feedback.ok and "not a whole number" in feedback.message, not_a_count
+        assert "bike_requests_total" in feedback.hint and "_sum" in feedback.hint
+    assert "400" in evaluate("04.2", 4.0, fake_service).hint  # a whole float gets the same hints as the int
+    assert "number" in evaluate("04.2", True, fake_service).message  # a bool is not a count
 
 
 def canary(**changes):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import math
+import numbers
 
 from mlops_course.exercises import correct, exercise, wrong
 
@@ -58,18 +60,25 @@ def _requests_by_status(url: str, route: str = "/predict") -> dict[str, float]:
 
 @exercise("04.2", "count the rejected requests in /metrics")
 def rejected_requests(answer, url: str) -> object:
+    """The number of 422 answers to POST /predict. A count is a whole number: an ``int``, or the float the
+    parser gives for a sample (``3.0``) is the same answer; ``3.5`` is not a count and is told so."""
     counts = _requests_by_status(url)
     expected = int(counts.get("422", 0))
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
+    if isinstance(answer, bool) or not isinstance(answer, numbers.Real):
         return wrong(f"expected a number, got {type(answer).__name__}.",
                      "read the sample's value (a float) and convert it with int().")
-    if answer == expected:
+    if not math.isfinite(answer) or answer != math.floor(answer):
+        return wrong(f"{answer} is not a whole number, and a count of requests always is.",
+                     "read the bike_requests_total samples (not the latency histogram's _sum or an average) "
+                     "and add up their values; int() makes the total an int.")
+    count = int(answer)
+    if count == expected:
         return correct(f"{expected} POST /predict requests were answered 422 so far.")
-    if answer == int(sum(v for k, v in counts.items() if k.startswith("4"))):
-        return wrong(f"{answer} counts every 4xx status.", "invalid JSON is a 400; count only status 422.")
-    if answer == int(sum(counts.values())):
-        return wrong(f"{answer} is every /predict request.", "keep only the samples whose status label is '422'.")
-    return wrong(f"{answer} is not the number of 422 answers to /predict.",
+    if count == int(sum(v for k, v in counts.items() if k.startswith("4"))):
+        return wrong(f"{count} counts every 4xx status.", "invalid JSON is a 400; count only status 422.")
+    if count == int(sum(counts.values())):
+        return wrong(f"{count} is every /predict request.", "keep only the samples whose status label is '422'.")
+    return wrong(f"{count} is not the number of 422 answers to /predict.",
                  "filter bike_requests_total samples on route='/predict' and status='422'.")
 
 
