@@ -134,6 +134,36 @@ def test_04_3_accepts_different_correct_canaries():
     assert "--version" in only_version and evaluate("04.3", only_version, challenger_version=2).ok
 
 
+def test_04_3_probe_ports_must_be_declared_ports():
+    # A probe's port is a containerPort number or the name of one of the container's ports (ports[].name).
+    as_number = HAND_WRITTEN_CANARY.replace("port: http}", "port: 8000}")
+    assert evaluate("04.3", as_number).ok
+    renamed = HAND_WRITTEN_CANARY.replace("name: http}", "name: web}").replace("port: http}", "port: web}")
+    assert evaluate("04.3", renamed).ok  # any name, as long as a port carries it
+    generated = yaml.safe_load(canary())  # numeric probes in both readiness and liveness
+    assert evaluate("04.3", generated).ok
+
+    unnamed = HAND_WRITTEN_CANARY.replace("{containerPort: 8000, name: http}", "{containerPort: 8000}")
+    feedback = evaluate("04.3", unnamed)
+    assert not feedback.ok and "readinessProbe.httpGet.port names the port 'http'" in feedback.message
+    assert "no port of the container has that name" in feedback.message and "name: http" in feedback.hint
+    other_name = HAND_WRITTEN_CANARY.replace("name: http}", "name: web}")
+    assert "names the port 'http'" in evaluate("04.3", other_name).message
+    no_ports = HAND_WRITTEN_CANARY.replace("        ports: [{containerPort: 8000, name: http}]\n", "")
+    assert "no ports" in evaluate("04.3", no_ports).message
+
+    undeclared = HAND_WRITTEN_CANARY.replace("port: http}", "port: 9000}")
+    feedback = evaluate("04.3", undeclared)
+    assert not feedback.ok and "is 9000, which is not a containerPort" in feedback.message
+    assert "8000" in feedback.hint
+    quoted = HAND_WRITTEN_CANARY.replace("port: http}", "port: '8000'}")
+    assert "without quotes" in evaluate("04.3", quoted).hint
+    liveness = yaml.safe_load(canary())
+    container = liveness["spec"]["template"]["spec"]["containers"][0]
+    container["livenessProbe"]["httpGet"]["port"] = "metrics"
+    assert "livenessProbe.httpGet.port names the port 'metrics'" in evaluate("04.3", liveness).message
+
+
 def test_04_3_names_the_mistake():
     takes_the_name = yaml.safe_load(canary())
     takes_the_name["metadata"]["name"] = "bike-demand"

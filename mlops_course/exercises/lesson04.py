@@ -148,6 +148,69 @@ def _canary_serves(args, challenger_version) -> tuple[bool, str, str]:
     return True, "@challenger", ""
 
 
+def _probe_port_problem(container) -> tuple[str, str] | None:
+    """Why a probe of ``container`` would call a port the container does not declare, as ``(message, hint)``;
+    ``None`` when each probe's port is a declared ``containerPort`` or the ``name`` of one of its ports."""
+    from mlops_course import deploy
+
+    if not isinstance(container, dict):
+        return None  # the shape is judged later, with its own message
+    ports = [p for p in container.get("ports") or [] if isinstance(p, dict)]
+    container_ports = [p.get("containerPort") for p in ports]
+    names = [p.get("name") for p in ports if p.get("name")]
+    declared = ", ".join(f"{p.get('containerPort')}" + (f" (named {p['name']!r})" if p.get("name") else "")
+                         for p in ports) or "no ports"
+    number = deploy.SERVICE_PORT
+    for probe in ("readinessProbe", "livenessProbe"):
+        get = deploy._get(container, probe, "httpGet")
+        if not isinstance(get, dict):
+            continue  # a missing readiness probe is reported by its path
+        port, where = get.get("port"), f"{probe}.httpGet.port"
+        if isinstance(port, int) and not isinstance(port, bool):
+            if port in container_ports:
+                continue
+            message = f"{where} is {port}, which is not a containerPort of the container (it declares {declared})."
+            hint = f"probe the port the service listens on: {number}, or the name of that port."
+        elif isinstance(port, str) and port.isdigit():
+            message = (f"{where} is the string {port!r}: Kubernetes reads a string as the name of a port, and a "
+                       f"port name has letters.")
+            hint = f"write the number without quotes: port: {port}."
+        elif isinstance(port, str):
+            if port in names:
+                continue
+            message = (f"{where} names the port {port!r}, but no port of the container has that name "
+                       f"(it declares {declared}).")
+            hint = (f"name the container's port (ports: [{{containerPort: {number}, name: {port}}}]) or probe "
+                    f"the number {number}.")
+        else:
+            message = f"{where} is {port!r}, not a port."
+            hint = f"give the port number ({number}) or the name of a container port (http)."
+        return message, hint
+    return None
+
+
+def _probe_names_resolved(deployment: dict) -> dict:
+    """A copy of ``deployment`` whose probes give the number of a named port instead of its name.
+    ``deploy.manifest_problems`` knows only the name ``http``; the names were judged by
+    ``_probe_port_problem`` already."""
+    import copy
+
+    from mlops_course import deploy
+
+    resolved = copy.deepcopy(deployment)
+    containers = deploy._get(resolved, "spec", "template", "spec", "containers")
+    for container in containers if isinstance(containers, list) else []:
+        if not isinstance(container, dict):
+            continue
+        by_name = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []
+                   if isinstance(p, dict) and p.get("name")}
+        for probe in ("readinessProbe", "livenessProbe"):
+            get = deploy._get(container, probe, "httpGet")
+            if isinstance(get, dict) and isinstance(get.get("port"), str) and get["port"] in by_name:
+                get["port"] = by_name[get["port"]]
+    return resolved
+
+
 def _image_tag(image) -> str | None:
     if not isinstance(image, str) or not image:
         return None
@@ -199,8 +262,13 @@ def canary_manifest(answer, challenger_version: str | int | None = None) -> obje
     if not isinstance(service_selector, dict) or any(pods.get(k) != v for k, v in service_selector.items()):
         return wrong(f"the Service selects {service_selector}, which the canary's pods {pods} do not match: it "
                      f"would get no traffic.", "keep app: bike-demand on the pods (the Service selects by app).")
+    declared = deploy._get(canary, "spec", "template", "spec", "containers")
+    for container in declared if isinstance(declared, list) else []:
+        problem = _probe_port_problem(container)
+        if problem:
+            return wrong(*problem)
     stable = deploy.k8s_manifests()[0]
-    problems = deploy.manifest_problems([stable, canary, service])
+    problems = deploy.manifest_problems([stable, _probe_names_resolved(canary), service])
     if problems:
         return wrong(f"the manifest has problems: {problems[0]}", "compare with the stable Deployment of section 8.")
     replicas = deploy._get(canary, "spec", "replicas")
