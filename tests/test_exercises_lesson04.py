@@ -297,6 +297,10 @@ def predict(request: PredictRequest):
     return {"predictions": [float(y) for y in served["model"].predict(X)]}
 '''
 
+# The exercise's file: it imports the app of app.py and adds the route (the notebook's stub cell has this
+# header and a comment; its solution cell the header and a route).
+HEADER = "import pandas as pd\n\nfrom app import Hour, PredictRequest, app, predict, served\n"
+
 # Two different correct routes: a one-row DataFrame, and reuse of the /predict function.
 DATAFRAME = '''
 @app.post("/predict_one")
@@ -345,9 +349,11 @@ def champion_store(tmp_path_factory):
         yield lesson
 
 
-def app_with(lesson, route: str):
-    path = lesson.path("app.py")
-    path.write_text(APP + route)
+def app_with(lesson, route: str, app: str = APP):
+    """app.py as section 3 writes it, app_one.py as exercise 5's cell writes it (the whole file each time)."""
+    lesson.path("app.py").write_text(app)
+    path = lesson.path("app_one.py")
+    path.write_text(HEADER + route)
     return evaluate("04.5", path)
 
 
@@ -391,3 +397,46 @@ def test_04_5_each_check_imports_the_latest_file(champion_store):
     assert app_with(champion_store, DATAFRAME).ok  # the edit is seen: no stale module
     assert not app_with(champion_store, STUB).ok
     assert "no file" in evaluate("04.5", champion_store.path("missing.py")).message
+
+
+def test_04_5_a_corrected_route_is_judged_not_the_first_attempt(champion_store):
+    # With %%writefile -a, a fixed route was appended after the wrong one, and FastAPI answered with the first
+    # one registered. Now the exercise's cell writes its whole file, and each check imports both files afresh.
+    assert "422" in app_with(champion_store, ROWS_BODY).message
+    assert app_with(champion_store, DATAFRAME).ok
+    assert app_with(champion_store, DATAFRAME).ok  # the cell run twice: one route, still right
+
+
+def test_04_5_the_notebooks_modules_are_left_alone(champion_store):
+    # The notebook imported app.py as `app` (section 3's TestClient cell). The checks import the files afresh
+    # and put that module back, with its routes as they were: nothing piles up on the notebook's app.
+    import importlib
+    import sys
+
+    champion_store.path("app.py").write_text(APP)
+    sys.path.insert(0, str(champion_store.workspace))
+    try:
+        notebooks_app = importlib.import_module("app")
+        routes = [r.path for r in notebooks_app.app.routes]
+        for _ in range(2):
+            assert app_with(champion_store, DATAFRAME).ok
+        assert sys.modules["app"] is notebooks_app and [r.path for r in notebooks_app.app.routes] == routes
+        assert "/predict_one" not in routes
+    finally:
+        sys.path.remove(str(champion_store.workspace))
+        sys.modules.pop("app", None)
+    assert str(champion_store.workspace) not in sys.path and "app" not in sys.modules
+
+
+def test_04_5_a_route_written_into_app_py_counts_too(champion_store):
+    assert app_with(champion_store, STUB, app=APP + DATAFRAME).ok  # judged by what the app answers
+
+
+def test_04_5_problems_in_app_py_are_named(champion_store):
+    feedback = app_with(champion_store, DATAFRAME, app=APP + "\ndef broken(:\n")
+    assert "app.py does not compile" in feedback.message and "%%writefile app.py" in feedback.hint
+    alone = champion_store.path("alone")
+    alone.mkdir(exist_ok=True)
+    (alone / "app_one.py").write_text(HEADER + DATAFRAME)
+    feedback = evaluate("04.5", alone / "app_one.py")
+    assert "no app.py next to it" in feedback.message and "section 3" in feedback.hint

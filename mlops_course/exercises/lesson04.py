@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import numbers
@@ -316,9 +317,42 @@ def rollback(answer, url: str, name: str = "bike-demand") -> object:
 _IMPORTS = itertools.count(1)  # a new module name per import
 
 
+def _in_folder(module, folder) -> bool:
+    from pathlib import Path
+
+    file = getattr(module, "__file__", None)
+    return bool(file) and Path(file).resolve().parent == folder
+
+
+@contextlib.contextmanager
+def fresh_folder_modules(folder):
+    """While active, ``folder`` is first on ``sys.path`` and none of its modules is in ``sys.modules``, so a
+    file that imports a sibling (``from app import app``) runs that sibling afresh: routes added to its app
+    never pile up across checks. Afterwards ``sys.modules`` holds the folder's modules it held before (the
+    notebook's ``import app``), and ``sys.path`` is restored."""
+    import sys
+    from pathlib import Path
+
+    folder = Path(folder).resolve()
+    kept = {name: m for name, m in list(sys.modules.items()) if _in_folder(m, folder)}
+    for name in kept:
+        del sys.modules[name]
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        if str(folder) in sys.path:
+            sys.path.remove(str(folder))
+        for name, m in list(sys.modules.items()):
+            if _in_folder(m, folder):
+                del sys.modules[name]
+        sys.modules.update(kept)
+
+
 def import_app_file(path) -> object:
-    """``path`` (a learner's ``app.py``) imported as a new module every time, so the latest edit is the one run;
-    nothing is added to ``sys.modules``."""
+    """``path`` (a learner's ``app_one.py`` or ``app.py``) imported as a new module every time, so the latest
+    edit is the one run; call it inside :func:`fresh_folder_modules` so the modules it imports from its folder
+    are fresh too. The module is not added to ``sys.modules``."""
     import importlib.util
     from pathlib import Path
 
@@ -330,7 +364,6 @@ def import_app_file(path) -> object:
     return module
 
 
-
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
@@ -338,27 +371,44 @@ def _one_line(exc: BaseException) -> str:
 
 @exercise("04.5", "add POST /predict_one to your app")
 def predict_one_route(answer) -> object:
-    """``answer``: the path of the learner's app.py. Judged by calling it: POST /predict_one with one row
-    must answer 200 and {"prediction": x}, x the same as POST /predict gives for that row; a row out of range
-    must get a 422."""
-    import warnings
+    """``answer``: the path of the learner's ``app_one.py`` (which imports the app of ``app.py`` and adds the
+    route). Judged by calling it: POST /predict_one with one row must answer 200 and {"prediction": x}, x the
+    same as POST /predict gives for that row; a row out of range must get a 422. Both files are imported afresh
+    at each check, so what is judged is what the files say now, however often their cells ran."""
     from pathlib import Path
 
     path = Path(answer)
     if not path.is_file():
-        return wrong(f"there is no file {path.name} in the workspace.", "run the %%writefile app.py cell first.")
+        return wrong(f"there is no file {path.name} in the workspace.",
+                     f"run the cell that starts with %%writefile {path.name} first.")
+    with fresh_folder_modules(path.parent):
+        return _import_and_judge(path)
+
+
+def _import_and_judge(path) -> object:
+    import warnings
+    from pathlib import Path
+
     try:
         module = import_app_file(path)
     except SyntaxError as exc:
-        return wrong(f"{path.name} does not compile: {exc.msg} on line {exc.lineno}.",
-                     "fix that line (in the cell that writes it) and run the cells again.")
+        where = Path(exc.filename).name if exc.filename else path.name
+        return wrong(f"{where} does not compile: {exc.msg} on line {exc.lineno}.",
+                     f"fix that line in the cell that writes {where} (%%writefile {where}) and run that cell again.")
+    except ModuleNotFoundError as exc:
+        if exc.name and not (path.parent / f"{exc.name}.py").exists() and exc.name == "app":
+            return wrong(f"importing {path.name} raised {_one_line(exc)}: there is no app.py next to it.",
+                         "run section 3's %%writefile app.py cell, then this exercise's cell again.")
+        return wrong(f"importing {path.name} raised {_one_line(exc)}.", "import only what app.py and the course use.")
     except Exception as exc:  # noqa: BLE001 - the learner's module may raise anything at import
-        return wrong(f"importing {path.name} raised {_one_line(exc)}.", "run the file's cells again from the top.")
+        return wrong(f"importing {path.name} raised {_one_line(exc)}.",
+                     "run section 3's %%writefile app.py cell and this exercise's cell again, then read the error.")
     from fastapi import FastAPI
 
     app = getattr(module, "app", None)
     if not isinstance(app, FastAPI):
-        return wrong(f"{path.name} defines no FastAPI object named app.", "keep app = FastAPI(...) in the file.")
+        return wrong(f"{path.name} has no FastAPI object named app.",
+                     "keep the line that imports it: from app import Hour, app, served.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
@@ -369,12 +419,12 @@ def predict_one_route(answer) -> object:
             return wrong(f"your app did not start: {_one_line(exc)}.",
                          "the lifespan handler loads models:/bike-demand@champion: register it first (section 2).")
         try:
-            return _judge_predict_one(client)
+            return _judge_predict_one(client, path.name)
         finally:
             client.__exit__(None, None, None)
 
 
-def _judge_predict_one(client) -> object:
+def _judge_predict_one(client, filename: str) -> object:
     row = dict(SATURDAY_AFTERNOON)
     try:
         r = client.post("/predict_one", json=row)
@@ -384,7 +434,7 @@ def _judge_predict_one(client) -> object:
                      "return a plain float, e.g. float(served['model'].predict(X)[0]).")
     if r.status_code == 404:
         return wrong("your app has no POST /predict_one route yet.",
-                     "append one to app.py: @app.post(\"/predict_one\") on a function that takes one Hour.")
+                     f"add one to {filename}: @app.post(\"/predict_one\") on a function that takes one Hour.")
     if r.status_code == 405:
         return wrong("/predict_one exists but not for POST (405).", "declare it with @app.post, not @app.get.")
     if r.status_code == 422:
