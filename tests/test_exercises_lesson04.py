@@ -69,11 +69,27 @@ def test_04_1_request_body():
 
 def test_04_2_rejected_count(fake_service):
     assert evaluate("04.2", 3, fake_service).ok
-    assert evaluate("04.2", 3.0, fake_service).ok
     assert "400" in evaluate("04.2", 4, fake_service).hint
     assert "status label" in evaluate("04.2", 9, fake_service).hint
     assert "int()" in evaluate("04.2", "3", fake_service).hint
     assert "filter" in evaluate("04.2", 7, fake_service).hint
+
+
+def test_04_2_a_count_is_a_whole_number(fake_service):
+    # The exercise asks for a count ("how many requests"; "an int"). The parser gives every sample value as a
+    # float, so a learner who keeps s.value as read writes 3.0: the same count, accepted. A value that is not
+    # whole is no count at all (a latency _sum, an average): refused with its own hint, even when it rounds to
+    # the right answer.
+    import numpy as np
+
+    for same_count in (3.0, np.float64(3.0), np.int64(3)):
+        assert evaluate("04.2", same_count, fake_service).ok, same_count
+    for not_a_count in (3.5, 2.9999, 3.0000001, float("nan"), float("inf")):
+        feedback = evaluate("04.2", not_a_count, fake_service)
+        assert not feedback.ok and "not a whole number" in feedback.message, not_a_count
+        assert "bike_requests_total" in feedback.hint and "_sum" in feedback.hint
+    assert "400" in evaluate("04.2", 4.0, fake_service).hint  # a whole float gets the same hints as the int
+    assert "number" in evaluate("04.2", True, fake_service).message  # a bool is not a count
 
 
 def canary(**changes):
@@ -116,6 +132,36 @@ def test_04_3_accepts_different_correct_canaries():
     assert evaluate("04.3", deploy.to_yaml(whole_file), challenger_version=2).ok
     only_version = canary().replace("- --alias\n        - challenger\n", "- --version\n        - '2'\n")
     assert "--version" in only_version and evaluate("04.3", only_version, challenger_version=2).ok
+
+
+def test_04_3_probe_ports_must_be_declared_ports():
+    # A probe's port is a containerPort number or the name of one of the container's ports (ports[].name).
+    as_number = HAND_WRITTEN_CANARY.replace("port: http}", "port: 8000}")
+    assert evaluate("04.3", as_number).ok
+    renamed = HAND_WRITTEN_CANARY.replace("name: http}", "name: web}").replace("port: http}", "port: web}")
+    assert evaluate("04.3", renamed).ok  # any name, as long as a port carries it
+    generated = yaml.safe_load(canary())  # numeric probes in both readiness and liveness
+    assert evaluate("04.3", generated).ok
+
+    unnamed = HAND_WRITTEN_CANARY.replace("{containerPort: 8000, name: http}", "{containerPort: 8000}")
+    feedback = evaluate("04.3", unnamed)
+    assert not feedback.ok and "readinessProbe.httpGet.port names the port 'http'" in feedback.message
+    assert "no port of the container has that name" in feedback.message and "name: http" in feedback.hint
+    other_name = HAND_WRITTEN_CANARY.replace("name: http}", "name: web}")
+    assert "names the port 'http'" in evaluate("04.3", other_name).message
+    no_ports = HAND_WRITTEN_CANARY.replace("        ports: [{containerPort: 8000, name: http}]\n", "")
+    assert "no ports" in evaluate("04.3", no_ports).message
+
+    undeclared = HAND_WRITTEN_CANARY.replace("port: http}", "port: 9000}")
+    feedback = evaluate("04.3", undeclared)
+    assert not feedback.ok and "is 9000, which is not a containerPort" in feedback.message
+    assert "8000" in feedback.hint
+    quoted = HAND_WRITTEN_CANARY.replace("port: http}", "port: '8000'}")
+    assert "without quotes" in evaluate("04.3", quoted).hint
+    liveness = yaml.safe_load(canary())
+    container = liveness["spec"]["template"]["spec"]["containers"][0]
+    container["livenessProbe"]["httpGet"]["port"] = "metrics"
+    assert "livenessProbe.httpGet.port names the port 'metrics'" in evaluate("04.3", liveness).message
 
 
 def test_04_3_names_the_mistake():
@@ -251,6 +297,10 @@ def predict(request: PredictRequest):
     return {"predictions": [float(y) for y in served["model"].predict(X)]}
 '''
 
+# The exercise's file: it imports the app of app.py and adds the route (the notebook's stub cell has this
+# header and a comment; its solution cell the header and a route).
+HEADER = "import pandas as pd\n\nfrom app import Hour, PredictRequest, app, predict, served\n"
+
 # Two different correct routes: a one-row DataFrame, and reuse of the /predict function.
 DATAFRAME = '''
 @app.post("/predict_one")
@@ -299,9 +349,11 @@ def champion_store(tmp_path_factory):
         yield lesson
 
 
-def app_with(lesson, route: str):
-    path = lesson.path("app.py")
-    path.write_text(APP + route)
+def app_with(lesson, route: str, app: str = APP):
+    """app.py as section 3 writes it, app_one.py as exercise 5's cell writes it (the whole file each time)."""
+    lesson.path("app.py").write_text(app)
+    path = lesson.path("app_one.py")
+    path.write_text(HEADER + route)
     return evaluate("04.5", path)
 
 
@@ -345,3 +397,46 @@ def test_04_5_each_check_imports_the_latest_file(champion_store):
     assert app_with(champion_store, DATAFRAME).ok  # the edit is seen: no stale module
     assert not app_with(champion_store, STUB).ok
     assert "no file" in evaluate("04.5", champion_store.path("missing.py")).message
+
+
+def test_04_5_a_corrected_route_is_judged_not_the_first_attempt(champion_store):
+    # With %%writefile -a, a fixed route was appended after the wrong one, and FastAPI answered with the first
+    # one registered. Now the exercise's cell writes its whole file, and each check imports both files afresh.
+    assert "422" in app_with(champion_store, ROWS_BODY).message
+    assert app_with(champion_store, DATAFRAME).ok
+    assert app_with(champion_store, DATAFRAME).ok  # the cell run twice: one route, still right
+
+
+def test_04_5_the_notebooks_modules_are_left_alone(champion_store):
+    # The notebook imported app.py as `app` (section 3's TestClient cell). The checks import the files afresh
+    # and put that module back, with its routes as they were: nothing piles up on the notebook's app.
+    import importlib
+    import sys
+
+    champion_store.path("app.py").write_text(APP)
+    sys.path.insert(0, str(champion_store.workspace))
+    try:
+        notebooks_app = importlib.import_module("app")
+        routes = [r.path for r in notebooks_app.app.routes]
+        for _ in range(2):
+            assert app_with(champion_store, DATAFRAME).ok
+        assert sys.modules["app"] is notebooks_app and [r.path for r in notebooks_app.app.routes] == routes
+        assert "/predict_one" not in routes
+    finally:
+        sys.path.remove(str(champion_store.workspace))
+        sys.modules.pop("app", None)
+    assert str(champion_store.workspace) not in sys.path and "app" not in sys.modules
+
+
+def test_04_5_a_route_written_into_app_py_counts_too(champion_store):
+    assert app_with(champion_store, STUB, app=APP + DATAFRAME).ok  # judged by what the app answers
+
+
+def test_04_5_problems_in_app_py_are_named(champion_store):
+    feedback = app_with(champion_store, DATAFRAME, app=APP + "\ndef broken(:\n")
+    assert "app.py does not compile" in feedback.message and "%%writefile app.py" in feedback.hint
+    alone = champion_store.path("alone")
+    alone.mkdir(exist_ok=True)
+    (alone / "app_one.py").write_text(HEADER + DATAFRAME)
+    feedback = evaluate("04.5", alone / "app_one.py")
+    assert "no app.py next to it" in feedback.message and "section 3" in feedback.hint

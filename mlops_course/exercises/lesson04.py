@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import math
+import numbers
 
 from mlops_course.exercises import correct, exercise, wrong
 
@@ -58,18 +61,25 @@ def _requests_by_status(url: str, route: str = "/predict") -> dict[str, float]:
 
 @exercise("04.2", "count the rejected requests in /metrics")
 def rejected_requests(answer, url: str) -> object:
+    """The number of 422 answers to POST /predict. A count is a whole number: an ``int``, or the float the
+    parser gives for a sample (``3.0``) is the same answer; ``3.5`` is not a count and is told so."""
     counts = _requests_by_status(url)
     expected = int(counts.get("422", 0))
-    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
+    if isinstance(answer, bool) or not isinstance(answer, numbers.Real):
         return wrong(f"expected a number, got {type(answer).__name__}.",
                      "read the sample's value (a float) and convert it with int().")
-    if answer == expected:
+    if not math.isfinite(answer) or answer != math.floor(answer):
+        return wrong(f"{answer} is not a whole number, and a count of requests always is.",
+                     "read the bike_requests_total samples (not the latency histogram's _sum or an average) "
+                     "and add up their values; int() makes the total an int.")
+    count = int(answer)
+    if count == expected:
         return correct(f"{expected} POST /predict requests were answered 422 so far.")
-    if answer == int(sum(v for k, v in counts.items() if k.startswith("4"))):
-        return wrong(f"{answer} counts every 4xx status.", "invalid JSON is a 400; count only status 422.")
-    if answer == int(sum(counts.values())):
-        return wrong(f"{answer} is every /predict request.", "keep only the samples whose status label is '422'.")
-    return wrong(f"{answer} is not the number of 422 answers to /predict.",
+    if count == int(sum(v for k, v in counts.items() if k.startswith("4"))):
+        return wrong(f"{count} counts every 4xx status.", "invalid JSON is a 400; count only status 422.")
+    if count == int(sum(counts.values())):
+        return wrong(f"{count} is every /predict request.", "keep only the samples whose status label is '422'.")
+    return wrong(f"{count} is not the number of 422 answers to /predict.",
                  "filter bike_requests_total samples on route='/predict' and status='422'.")
 
 
@@ -139,6 +149,69 @@ def _canary_serves(args, challenger_version) -> tuple[bool, str, str]:
     return True, "@challenger", ""
 
 
+def _probe_port_problem(container) -> tuple[str, str] | None:
+    """Why a probe of ``container`` would call a port the container does not declare, as ``(message, hint)``;
+    ``None`` when each probe's port is a declared ``containerPort`` or the ``name`` of one of its ports."""
+    from mlops_course import deploy
+
+    if not isinstance(container, dict):
+        return None  # the shape is judged later, with its own message
+    ports = [p for p in container.get("ports") or [] if isinstance(p, dict)]
+    container_ports = [p.get("containerPort") for p in ports]
+    names = [p.get("name") for p in ports if p.get("name")]
+    declared = ", ".join(f"{p.get('containerPort')}" + (f" (named {p['name']!r})" if p.get("name") else "")
+                         for p in ports) or "no ports"
+    number = deploy.SERVICE_PORT
+    for probe in ("readinessProbe", "livenessProbe"):
+        get = deploy._get(container, probe, "httpGet")
+        if not isinstance(get, dict):
+            continue  # a missing readiness probe is reported by its path
+        port, where = get.get("port"), f"{probe}.httpGet.port"
+        if isinstance(port, int) and not isinstance(port, bool):
+            if port in container_ports:
+                continue
+            message = f"{where} is {port}, which is not a containerPort of the container (it declares {declared})."
+            hint = f"probe the port the service listens on: {number}, or the name of that port."
+        elif isinstance(port, str) and port.isdigit():
+            message = (f"{where} is the string {port!r}: Kubernetes reads a string as the name of a port, and a "
+                       f"port name has letters.")
+            hint = f"write the number without quotes: port: {port}."
+        elif isinstance(port, str):
+            if port in names:
+                continue
+            message = (f"{where} names the port {port!r}, but no port of the container has that name "
+                       f"(it declares {declared}).")
+            hint = (f"name the container's port (ports: [{{containerPort: {number}, name: {port}}}]) or probe "
+                    f"the number {number}.")
+        else:
+            message = f"{where} is {port!r}, not a port."
+            hint = f"give the port number ({number}) or the name of a container port (http)."
+        return message, hint
+    return None
+
+
+def _probe_names_resolved(deployment: dict) -> dict:
+    """A copy of ``deployment`` whose probes give the number of a named port instead of its name.
+    ``deploy.manifest_problems`` knows only the name ``http``; the names were judged by
+    ``_probe_port_problem`` already."""
+    import copy
+
+    from mlops_course import deploy
+
+    resolved = copy.deepcopy(deployment)
+    containers = deploy._get(resolved, "spec", "template", "spec", "containers")
+    for container in containers if isinstance(containers, list) else []:
+        if not isinstance(container, dict):
+            continue
+        by_name = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []
+                   if isinstance(p, dict) and p.get("name")}
+        for probe in ("readinessProbe", "livenessProbe"):
+            get = deploy._get(container, probe, "httpGet")
+            if isinstance(get, dict) and isinstance(get.get("port"), str) and get["port"] in by_name:
+                get["port"] = by_name[get["port"]]
+    return resolved
+
+
 def _image_tag(image) -> str | None:
     if not isinstance(image, str) or not image:
         return None
@@ -190,8 +263,13 @@ def canary_manifest(answer, challenger_version: str | int | None = None) -> obje
     if not isinstance(service_selector, dict) or any(pods.get(k) != v for k, v in service_selector.items()):
         return wrong(f"the Service selects {service_selector}, which the canary's pods {pods} do not match: it "
                      f"would get no traffic.", "keep app: bike-demand on the pods (the Service selects by app).")
+    declared = deploy._get(canary, "spec", "template", "spec", "containers")
+    for container in declared if isinstance(declared, list) else []:
+        problem = _probe_port_problem(container)
+        if problem:
+            return wrong(*problem)
     stable = deploy.k8s_manifests()[0]
-    problems = deploy.manifest_problems([stable, canary, service])
+    problems = deploy.manifest_problems([stable, _probe_names_resolved(canary), service])
     if problems:
         return wrong(f"the manifest has problems: {problems[0]}", "compare with the stable Deployment of section 8.")
     replicas = deploy._get(canary, "spec", "replicas")
@@ -239,9 +317,42 @@ def rollback(answer, url: str, name: str = "bike-demand") -> object:
 _IMPORTS = itertools.count(1)  # a new module name per import
 
 
+def _in_folder(module, folder) -> bool:
+    from pathlib import Path
+
+    file = getattr(module, "__file__", None)
+    return bool(file) and Path(file).resolve().parent == folder
+
+
+@contextlib.contextmanager
+def fresh_folder_modules(folder):
+    """While active, ``folder`` is first on ``sys.path`` and none of its modules is in ``sys.modules``, so a
+    file that imports a sibling (``from app import app``) runs that sibling afresh: routes added to its app
+    never pile up across checks. Afterwards ``sys.modules`` holds the folder's modules it held before (the
+    notebook's ``import app``), and ``sys.path`` is restored."""
+    import sys
+    from pathlib import Path
+
+    folder = Path(folder).resolve()
+    kept = {name: m for name, m in list(sys.modules.items()) if _in_folder(m, folder)}
+    for name in kept:
+        del sys.modules[name]
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        if str(folder) in sys.path:
+            sys.path.remove(str(folder))
+        for name, m in list(sys.modules.items()):
+            if _in_folder(m, folder):
+                del sys.modules[name]
+        sys.modules.update(kept)
+
+
 def import_app_file(path) -> object:
-    """``path`` (a learner's ``app.py``) imported as a new module every time, so the latest edit is the one run;
-    nothing is added to ``sys.modules``."""
+    """``path`` (a learner's ``app_one.py`` or ``app.py``) imported as a new module every time, so the latest
+    edit is the one run; call it inside :func:`fresh_folder_modules` so the modules it imports from its folder
+    are fresh too. The module is not added to ``sys.modules``."""
     import importlib.util
     from pathlib import Path
 
@@ -253,7 +364,6 @@ def import_app_file(path) -> object:
     return module
 
 
-
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
@@ -261,27 +371,44 @@ def _one_line(exc: BaseException) -> str:
 
 @exercise("04.5", "add POST /predict_one to your app")
 def predict_one_route(answer) -> object:
-    """``answer``: the path of the learner's app.py. Judged by calling it: POST /predict_one with one row
-    must answer 200 and {"prediction": x}, x the same as POST /predict gives for that row; a row out of range
-    must get a 422."""
-    import warnings
+    """``answer``: the path of the learner's ``app_one.py`` (which imports the app of ``app.py`` and adds the
+    route). Judged by calling it: POST /predict_one with one row must answer 200 and {"prediction": x}, x the
+    same as POST /predict gives for that row; a row out of range must get a 422. Both files are imported afresh
+    at each check, so what is judged is what the files say now, however often their cells ran."""
     from pathlib import Path
 
     path = Path(answer)
     if not path.is_file():
-        return wrong(f"there is no file {path.name} in the workspace.", "run the %%writefile app.py cell first.")
+        return wrong(f"there is no file {path.name} in the workspace.",
+                     f"run the cell that starts with %%writefile {path.name} first.")
+    with fresh_folder_modules(path.parent):
+        return _import_and_judge(path)
+
+
+def _import_and_judge(path) -> object:
+    import warnings
+    from pathlib import Path
+
     try:
         module = import_app_file(path)
     except SyntaxError as exc:
-        return wrong(f"{path.name} does not compile: {exc.msg} on line {exc.lineno}.",
-                     "fix that line (in the cell that writes it) and run the cells again.")
+        where = Path(exc.filename).name if exc.filename else path.name
+        return wrong(f"{where} does not compile: {exc.msg} on line {exc.lineno}.",
+                     f"fix that line in the cell that writes {where} (%%writefile {where}) and run that cell again.")
+    except ModuleNotFoundError as exc:
+        if exc.name and not (path.parent / f"{exc.name}.py").exists() and exc.name == "app":
+            return wrong(f"importing {path.name} raised {_one_line(exc)}: there is no app.py next to it.",
+                         "run section 3's %%writefile app.py cell, then this exercise's cell again.")
+        return wrong(f"importing {path.name} raised {_one_line(exc)}.", "import only what app.py and the course use.")
     except Exception as exc:  # noqa: BLE001 - the learner's module may raise anything at import
-        return wrong(f"importing {path.name} raised {_one_line(exc)}.", "run the file's cells again from the top.")
+        return wrong(f"importing {path.name} raised {_one_line(exc)}.",
+                     "run section 3's %%writefile app.py cell and this exercise's cell again, then read the error.")
     from fastapi import FastAPI
 
     app = getattr(module, "app", None)
     if not isinstance(app, FastAPI):
-        return wrong(f"{path.name} defines no FastAPI object named app.", "keep app = FastAPI(...) in the file.")
+        return wrong(f"{path.name} has no FastAPI object named app.",
+                     "keep the line that imports it: from app import Hour, app, served.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
@@ -292,12 +419,12 @@ def predict_one_route(answer) -> object:
             return wrong(f"your app did not start: {_one_line(exc)}.",
                          "the lifespan handler loads models:/bike-demand@champion: register it first (section 2).")
         try:
-            return _judge_predict_one(client)
+            return _judge_predict_one(client, path.name)
         finally:
             client.__exit__(None, None, None)
 
 
-def _judge_predict_one(client) -> object:
+def _judge_predict_one(client, filename: str) -> object:
     row = dict(SATURDAY_AFTERNOON)
     try:
         r = client.post("/predict_one", json=row)
@@ -307,7 +434,7 @@ def _judge_predict_one(client) -> object:
                      "return a plain float, e.g. float(served['model'].predict(X)[0]).")
     if r.status_code == 404:
         return wrong("your app has no POST /predict_one route yet.",
-                     "append one to app.py: @app.post(\"/predict_one\") on a function that takes one Hour.")
+                     f"add one to {filename}: @app.post(\"/predict_one\") on a function that takes one Hour.")
     if r.status_code == 405:
         return wrong("/predict_one exists but not for POST (405).", "declare it with @app.post, not @app.get.")
     if r.status_code == 422:
