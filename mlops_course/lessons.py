@@ -49,10 +49,11 @@ CATALOGUE = [
                "Write a flow with retries and parallel tasks; the course's flow: caching, registry, schedules."),
     LessonInfo("08", "08-End_to_End_MLOps_Pipeline", 70, "all of the above",
                "Retraining policies judged against baselines, then the closed loop over 2011 for real."),
-    LessonInfo("09", "09-MLOps_at_Team_Scale", 60,
-               "PostgreSQL, S3 (moto), MLflow server, DVC S3 remote, Optuna, Prometheus, Alertmanager",
+    LessonInfo("09", "09-MLOps_at_Team_Scale", 75,
+               "PostgreSQL, S3 (moto), MLflow server, DVC S3 remote, Optuna, Prefect work pool + worker, "
+               "Prometheus, Alertmanager",
                "The same lifecycle on the engines a team shares: two clones share data and runs, two tuning "
-               "workers share a study, an alert routed by Alertmanager triggers the retraining."),
+               "workers share a study, an alert routed by Alertmanager starts the retraining deployment."),
 ]
 
 

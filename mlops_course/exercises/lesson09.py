@@ -69,8 +69,9 @@ def backup_remote(answer, repo=None, store=None) -> object:
     if endpoint.rstrip("/") != store.url.rstrip("/"):
         return wrong(f"remote {name!r} has an endpointurl that is not this lesson's store.",
                      f"set it to store.url: dvc remote modify --local {name} endpointurl ...")
-    ok, shared = _dvc(repo, "config", "--project", f"remote.{name}.endpointurl")
-    if ok and shared:
+    ok, listed = _dvc(repo, "config", "--project", "--list")  # listing: no error logged when the key is absent
+    shared = ok and any(line.split("=", 1)[0].strip() == f"remote.{name}.endpointurl" for line in listed.splitlines())
+    if shared:
         return wrong("the endpoint is in .dvc/config, which is committed: every clone would get this laptop's "
                      "address.", f"keep it in the local config: dvc remote modify --local {name} endpointurl ...")
     from mlops_course import versioning
