@@ -3,7 +3,7 @@
 - :func:`prometheus_config` writes the ``prometheus.yml`` a team would write: one scrape job over the service
   replicas, the rule files, and the Alertmanager to send alerts to. Intervals are 1 s so a lesson sees an
   alert fire in seconds (production: 15-60 s).
-- :func:`alertmanager_config` routes every alert to one webhook receiver (``group_wait`` 1 s here).
+- :func:`alertmanager_config` routes every alert, or the ones named, to one webhook receiver (``group_wait`` 1 s here).
 - :class:`Prometheus` and :class:`Alertmanager` run the Debian binaries (``prometheus``,
   ``prometheus-alertmanager``; Homebrew's ``alertmanager`` on macOS) as
   :class:`mlops_course.process.ManagedServer` subclasses, with their data folders in the workspace, on free
@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -69,11 +70,20 @@ def prometheus_config(targets: Sequence[str], *, rule_files: Sequence[str] = (),
 
 
 def alertmanager_config(webhook_url: str, *, receiver: str = "retrain", group_wait: str = "1s",
-                        repeat_interval: str = "1h") -> dict:
-    """An ``alertmanager.yml`` as a dict: every alert to one webhook, grouped by alert name."""
-    return {"route": {"receiver": receiver, "group_by": ["alertname"], "group_wait": group_wait,
-                      "group_interval": "1s", "repeat_interval": repeat_interval},
-            "receivers": [{"name": receiver, "webhook_configs": [{"url": webhook_url, "send_resolved": False}]}]}
+                        repeat_interval: str = "1h", only: Sequence[str] | None = None) -> dict:
+    """An ``alertmanager.yml`` as a dict: alerts to one webhook, grouped by alert name.
+
+    ``only``: the alert names the webhook gets; every other alert goes to the receiver ``ignore``, which has no
+    configs and so notifies nobody (a team would route those to chat or paging instead).
+    """
+    hook = {"name": receiver, "webhook_configs": [{"url": webhook_url, "send_resolved": False}]}
+    route = {"receiver": receiver, "group_by": ["alertname"], "group_wait": group_wait, "group_interval": "1s",
+             "repeat_interval": repeat_interval}
+    if only is None:
+        return {"route": route, "receivers": [hook]}
+    names = "|".join(re.escape(name) for name in only)
+    route = {**route, "receiver": "ignore", "routes": [{"receiver": receiver, "matchers": [f'alertname=~"{names}"']}]}
+    return {"route": route, "receivers": [{"name": "ignore"}, hook]}
 
 
 def write_yaml(path: os.PathLike | str, content: Mapping) -> Path:

@@ -18,6 +18,10 @@ def test_configs_are_what_the_tools_accept(tmp_path):
     assert yaml.safe_load(path.read_text())["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     route = ps.alertmanager_config("http://127.0.0.1:1/hook")["route"]
     assert route["group_wait"] == "1s" and route["receiver"] == "retrain"
+    only = ps.alertmanager_config("http://127.0.0.1:1/hook", only=["Shift", "A.B"])
+    assert only["route"]["receiver"] == "ignore"  # every other alert notifies nobody
+    assert only["route"]["routes"] == [{"receiver": "retrain", "matchers": ['alertname=~"Shift|A\\.B"']}]
+    assert [r["name"] for r in only["receivers"]] == ["ignore", "retrain"]
 
 
 def test_missing_binaries_say_how_to_install(monkeypatch):
@@ -32,7 +36,8 @@ def test_missing_binaries_say_how_to_install(monkeypatch):
 
 
 def test_both_servers_start_query_and_stop(tmp_path):
-    with ps.Alertmanager(tmp_path, ps.alertmanager_config("http://127.0.0.1:1/hook")) as am, \
+    # The routed form: Alertmanager refuses a config it cannot parse, so starting it checks the matcher too.
+    with ps.Alertmanager(tmp_path, ps.alertmanager_config("http://127.0.0.1:1/hook", only=["Shift"])) as am, \
          ps.Prometheus(tmp_path, ps.prometheus_config([f"127.0.0.1:{process.free_port()}"],
                                                        alertmanager=am.address)) as prom:
         assert prom.url.startswith("http://127.0.0.1:")
