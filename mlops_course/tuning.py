@@ -45,7 +45,7 @@ def run_workers(storage: str, study: str, objective: str = "objective:objective"
     """Start ``workers`` processes on the study at once, wait for all; returns their log files.
 
     ``trials`` is per worker. The processes inherit this one's environment (``MLFLOW_TRACKING_URI``, S3
-    settings) and run under the course's guard, so they stop if the kernel dies.
+    settings) and are handed to the course's warden, so they stop if the kernel dies.
     """
     cwd = Path(cwd or Path.cwd())
     log_dir = Path(log_dir or cwd / "tuning-logs")
@@ -57,8 +57,8 @@ def run_workers(storage: str, study: str, objective: str = "objective:objective"
             log = log_dir / f"worker-{worker}.log"
             handle = open(log, "wb")  # noqa: SIM115 - closed below, when the worker ended
             command = worker_command(storage, study, objective, trials, worker, parent_run_id)
-            proc = subprocess.Popen(process.guarded(command), stdout=handle, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, cwd=cwd, env=env, start_new_session=True)
+            proc = process.spawn(command, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 cwd=cwd, env=env)
             started.append((worker, proc, handle, log))
         deadline = time.monotonic() + timeout
         for worker, proc, _, log in started:

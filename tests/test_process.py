@@ -96,27 +96,47 @@ def _wait_until(condition, limit=30.0):
     return condition()
 
 
+def _wardens(pid):
+    """The warden processes whose parent is ``pid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid and any(part.endswith(b"warden.py") for part in command):
+                out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_servers_die_with_a_killed_parent(tmp_path):
-    # A parent killed with SIGKILL runs no atexit handler: the guard must stop the server and its child.
+    # A parent killed with SIGKILL runs no atexit handler: its one warden must stop both servers and their children.
     script = (
         "import sys, time; from mlops_course import process\n"
         "cmd = ['bash', '-c', sys.executable + ' -m http.server {port} --bind 127.0.0.1 & wait']\n"
-        "s = process.BackgroundServer(cmd, log_file=sys.argv[1], health_path='/').start()\n"
-        "print(s.port, s.process.pid, flush=True)\n"
+        "a = process.BackgroundServer(cmd, log_file=sys.argv[1], health_path='/').start()\n"
+        "b = process.BackgroundServer(cmd, log_file=sys.argv[1], health_path='/').start()\n"
+        "print(a.port, a.process.pid, b.port, b.process.pid, flush=True)\n"
         "time.sleep(120)\n")
     parent = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "srv.log")], stdout=subprocess.PIPE,
                               text=True)
     try:
-        port, group = map(int, parent.stdout.readline().split())
-        assert listening(port)
-        members = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _pgid(int(p.name)) == group]
-        assert len(members) >= 3, f"expected guard, bash and http.server in group {group}, found {members}"
+        port_a, group_a, port_b, group_b = map(int, parent.stdout.readline().split())
+        assert listening(port_a) and listening(port_b)
+        members = [int(p.name) for p in Path("/proc").iterdir()
+                   if p.name.isdigit() and _pgid(int(p.name)) in (group_a, group_b)]
+        assert len(members) >= 4, f"expected bash and http.server in groups {group_a}, {group_b}, found {members}"
+        wardens = _wardens(parent.pid)
+        assert len(wardens) == 1, f"expected one warden for both servers, found {wardens}"
     finally:
         parent.kill()
         parent.wait()
-    assert _wait_until(lambda: all(_gone(pid) for pid in members)), \
-        f"server processes {[p for p in members if not _gone(p)]} outlived their SIGKILLed parent"
-    assert not listening(port)
+    assert _wait_until(lambda: all(_gone(pid) for pid in members + wardens)), \
+        f"processes {[p for p in members + wardens if not _gone(p)]} outlived their SIGKILLed parent"
+    assert not listening(port_a) and not listening(port_b)
 
 
 def _pgid(pid):
@@ -143,10 +163,30 @@ def test_a_server_outlives_the_thread_that_started_it(tmp_path):
     assert not listening(server.port)
 
 
-def test_guard_passes_the_exit_status_through(tmp_path):
-    assert subprocess.run(process.guarded(["sh", "-c", "exit 7"]), check=False).returncode == 7
-    assert subprocess.run(process.guarded(["sh", "-c", "kill -TERM $$"]), check=False).returncode == -signal.SIGTERM
-    assert subprocess.run(process.guarded(["no-such-command-here"]), stderr=subprocess.DEVNULL, check=False).returncode == 127
+def test_spawn_returns_the_commands_own_process_and_status():
+    proc = process.spawn(["sh", "-c", "exit 7"])
+    assert proc.wait(10) == 7
+    proc = process.spawn(["sh", "-c", "kill -TERM $$"])
+    assert proc.wait(10) == -signal.SIGTERM
+    proc = process.spawn(["sleep", "30"])
+    try:
+        assert os.getpgid(proc.pid) == proc.pid  # its own group, led by the command itself
+    finally:
+        proc.kill()
+        proc.wait()
+    with pytest.raises(FileNotFoundError):
+        process.spawn(["no-such-command-here"])
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_one_warden_serves_every_server_of_a_process(tmp_path):
+    servers = [process.BackgroundServer(HTTP, log_file=tmp_path / f"{i}.log", health_path="/").start()
+               for i in range(3)]
+    try:
+        assert len(_wardens(os.getpid())) == 1
+    finally:
+        for server in servers:
+            server.stop()
 
 
 def test_missing_command_is_reported_before_starting(tmp_path):

@@ -194,8 +194,8 @@ class Run:
                        f"native code, e.g. a DNS lookup or a library's telemetry: find it with strace -f)")
         sampled = part.get("sampled", {})
         for pid, command in sampled.get("python_processes", {}).items():
-            # The guard (mlops_course/process.py) runs with -I -S, so without the hook; it opens no socket.
-            if int(pid) not in self.audited and " --guard " not in command:
+            # The warden (mlops_course/warden.py) runs with -I -S, so without the hook; it opens no socket.
+            if int(pid) not in self.audited and "warden.py" not in command:
                 out.append(f"not audited: Python process {pid} ran without the network hook: {command}")
         out += [f"listening beyond 127.0.0.1 while running: {s}" for s in sampled.get("not_loopback", [])]
         out += [f"process left behind: {p}" for p in part.get("leftover_processes", [])]

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 PR_SET_CHILD_SUBREAPER = 36
-SETTLE = 10.0  # seconds a finished run's processes get to exit (a guard gives a server 5 s after its kernel died)
+SETTLE = 10.0  # seconds a finished run's processes get to exit (the warden gives a server 5 s after its kernel died)
 LISTEN = "0A"
 
 
