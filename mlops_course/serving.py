@@ -43,6 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops_course import pipeline, registry
 from mlops_course.model_loader import BACKENDS, ModelLoadError, ServedModel, load_served_model
+from mlops_course.packaging import release_free_memory
 from mlops_course.process import HOST, BackgroundServer, ServerError
 from mlops_course.request_log import RequestLog, read_request_log  # noqa: F401 (part of this module's API)
 
@@ -244,6 +245,7 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
     state = {"model": load_served_model(model_name, alias, tracking_uri=tracking_uri, backend=backend,
                                         version=version),
              "backend": backend}
+    release_free_memory()
     metrics = ServiceMetrics()
     metrics.serving(state["model"])
     log = RequestLog(request_log) if request_log is not None else None
@@ -317,6 +319,8 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
                 return JSONResponse({"message": message, "detail": message}, status_code=status)
             state["model"], state["backend"] = new, wanted
             metrics.serving(new)
+            del current, new  # the old model's last reference here: its memory is freed now
+            release_free_memory()  # and handed back to the OS (a replica would otherwise grow at each reload)
         return health_body()
 
     @app.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=PlainTextResponse)

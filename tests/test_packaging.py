@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -279,3 +283,60 @@ def test_mlflow_generated_dockerfile_findings_are_the_ones_the_lesson_explains(r
     # What hadolint does not flag but the lesson points out: no USER line (root), the exact Python patch version.
     assert not re.search(r"^USER\b", dockerfile, flags=re.MULTILINE)
     assert re.search(r"^FROM python:\d+\.\d+\.\d+-slim$", dockerfile, flags=re.MULTILINE)
+
+
+LOAD_IN_THREADS = '''
+import re, sys, threading
+from mlops_course import data, packaging, pipeline
+import onnx
+
+def pss():
+    return int(re.search(r"^Pss:\\s+(\\d+)", open("/proc/self/smaps_rollup").read(), re.M).group(1)) / 1024
+
+model = pipeline.train(data.select_months(data.load_bikeshare(), ["Jan", "Feb", "March", "April", "May"]),
+                       n_estimators=40, max_depth=16)
+blob = packaging.to_onnx(model).SerializeToString()
+import skl2onnx  # noqa: F401 - imported before the baseline: an import is not scratch
+if sys.argv[1] == "keep":
+    packaging.release_free_memory = lambda: False
+box, base = {}, pss()
+if sys.argv[2] == "convert":
+    box["converted"] = packaging.to_onnx(model)
+
+
+def reload():  # what a service's /reload does in its worker thread: a new session, the old one dropped, released
+    box.update(session=packaging.onnx_session(onnx.load_from_string(blob)))
+    packaging.release_free_memory()
+
+
+for _ in range(2 if sys.argv[2] == "session" else 0):
+    worker = threading.Thread(target=reload)
+    worker.start()
+    worker.join()
+print(pss() - base)
+'''
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="reads PSS from /proc (Linux)")
+@pytest.mark.parametrize("what", ["session", "convert"])
+def test_building_a_session_or_converting_hands_the_scratch_memory_back(what):
+    def growth(mode):
+        out = subprocess.run([sys.executable, "-c", LOAD_IN_THREADS, mode, what], capture_output=True, text=True,
+                             check=True, timeout=120).stdout
+        return float(out.split()[-1])
+
+    kept, released = growth("keep"), growth("release")
+    assert kept > 30, f"the scenario no longer leaves freed heap behind ({kept:.0f} MiB): the test shows nothing"
+    assert released < kept / 2, f"{released:.0f} MiB grown with release_free_memory, {kept:.0f} MiB without"
+
+
+def test_release_says_false_where_the_c_library_has_no_trim(monkeypatch):
+    class NoTrim:
+        def __init__(self, name):
+            pass
+
+        def __getattr__(self, name):
+            raise AttributeError(name)
+
+    monkeypatch.setattr(packaging.ctypes, "CDLL", NoTrim)
+    assert packaging.release_free_memory() is False
