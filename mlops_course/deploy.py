@@ -396,13 +396,14 @@ def manifest_problems(manifests: str | Iterable[Mapping[str, Any]]) -> list[str]
             for res in ("cpu", "memory"):
                 if not requests.get(res):
                     problems.append(f"{cname}: resources.requests.{res} is missing (the scheduler needs it)")
-            ports = [p.get("containerPort") for p in c.get("ports") or []]
             probe_path = _get(c, "readinessProbe", "httpGet", "path")
             probe_port = _get(c, "readinessProbe", "httpGet", "port")
             if probe_path != "/health":
                 problems.append(f"{cname}: readinessProbe.httpGet.path must be /health, got {probe_path!r}")
-            if probe_port not in ports and probe_port != "http":
-                problems.append(f"{cname}: readinessProbe port {probe_port!r} is not a container port {ports}")
+            if not _names_a_port(probe_port, c.get("ports") or []):
+                problems.append(f"{cname}: readinessProbe port {probe_port!r} is not a container port "
+                                f"{_port_list(c.get('ports') or [])}")
+
     names = [_get(d, "metadata", "name") for d in deployments]
     for dup in sorted({n for n in names if names.count(n) > 1}, key=str):
         problems.append(f"two Deployments are named {dup!r}: applying the second replaces the first; "
@@ -416,18 +417,31 @@ def manifest_problems(manifests: str | Iterable[Mapping[str, Any]]) -> list[str]
                                 f"the pods of Deployment {names[j] or '?'} {pods}; put a track label "
                                 f"(stable, canary) in each selector and its pod labels")
     pod_label_sets = [_get(d, "spec", "template", "metadata", "labels") or {} for d in deployments]
-    container_ports = {p.get("containerPort") for d in deployments
-                       for c in _get(d, "spec", "template", "spec", "containers") or [] for p in c.get("ports") or []}
+    container_ports = [p for d in deployments for c in _get(d, "spec", "template", "spec", "containers") or []
+                       for p in c.get("ports") or []]
     for s in services:
         where = f"Service {_get(s, 'metadata', 'name') or '?'}"
         selector = _get(s, "spec", "selector") or {}
         if not selector or not any(all(labels.get(k) == v for k, v in selector.items()) for labels in pod_label_sets):
             problems.append(f"{where}: spec.selector {selector} selects no pod of the Deployment")
         for p in _get(s, "spec", "ports") or [{}]:
-            if p.get("targetPort") not in container_ports and p.get("targetPort") != "http":
-                problems.append(f"{where}: targetPort {p.get('targetPort')!r} is not a container port "
-                                f"{sorted(x for x in container_ports if x is not None)}")
+            target = p.get("targetPort", p.get("port"))  # Kubernetes: targetPort defaults to port
+            if not _names_a_port(target, container_ports):
+                problems.append(f"{where}: targetPort {target!r} is not a container port "
+                                f"{_port_list(container_ports)}")
     return problems
+
+
+def _names_a_port(ref: Any, ports: Iterable[Mapping[str, Any]]) -> bool:
+    """True when ``ref`` (a number, or the name of a port) is one of ``ports``: a name only counts when a
+    port carries it, as Kubernetes resolves it."""
+    return any(ref is not None and ref in (p.get("containerPort"), p.get("name")) for p in ports)
+
+
+def _port_list(ports: Iterable[Mapping[str, Any]]) -> list:
+    """The declared ports as the error shows them: numbers, with names beside them where given."""
+    return [f"{p.get('containerPort')} ({p['name']})" if p.get("name") else p.get("containerPort") for p in ports]
+
 
 
 def validation_findings(manifests: str | Iterable[Mapping[str, Any]], *,

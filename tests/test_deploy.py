@@ -129,6 +129,27 @@ def test_each_broken_field_is_reported(change, expected):
         deploy.check_manifests(deploy.to_yaml(docs))
 
 
+def test_ports_are_referred_to_by_number_or_by_a_name_a_port_carries():
+    def with_ports(probe, declared, target):
+        d, s = copy.deepcopy(deploy.k8s_manifests())
+        container(d)["ports"] = declared
+        container(d)["readinessProbe"]["httpGet"]["port"] = probe
+        if target is None:
+            s["spec"]["ports"][0].pop("targetPort")
+        else:
+            s["spec"]["ports"][0]["targetPort"] = target
+        return deploy.manifest_problems([d, s])
+
+    assert with_ports("web", [{"containerPort": 8000, "name": "web"}], "web") == []
+    assert with_ports(8000, [{"containerPort": 8000}], 8000) == []
+    unnamed = with_ports("http", [{"containerPort": 8000}], "http")  # "http" names no port here
+    assert any("readinessProbe port 'http' is not a container port" in p for p in unnamed), unnamed
+    assert any("targetPort 'http' is not a container port" in p for p in unnamed), unnamed
+    d, s = deploy.k8s_manifests()
+    s["spec"]["ports"][0].pop("targetPort")  # defaults to port, which is 80 in the course's Service
+    assert any("targetPort 80 is not a container port" in p for p in deploy.manifest_problems([d, s]))
+
+
 def test_missing_documents_and_bad_yaml():
     deployment, service = deploy.k8s_manifests()
     assert deploy.manifest_problems([deployment]) == ["no Service (kind: Service)"]

@@ -164,6 +164,15 @@ def test_04_3_probe_ports_must_be_declared_ports():
     assert "livenessProbe.httpGet.port names the port 'metrics'" in evaluate("04.3", liveness).message
 
 
+def test_04_3_the_probe_must_reach_the_port_the_service_listens_on():
+    # Declared and probed consistently, but the image's service listens on deploy.SERVICE_PORT: never ready.
+    moved = HAND_WRITTEN_CANARY.replace("containerPort: 8000", "containerPort: 9000")
+    for answer in (moved, moved.replace("port: http}", "port: 9000}")):
+        feedback = evaluate("04.3", answer)
+        assert not feedback.ok and f"listens on {deploy.SERVICE_PORT}" in feedback.message, feedback
+        assert f"containerPort {deploy.SERVICE_PORT}" in feedback.hint
+
+
 def test_04_3_names_the_mistake():
     takes_the_name = yaml.safe_load(canary())
     takes_the_name["metadata"]["name"] = "bike-demand"

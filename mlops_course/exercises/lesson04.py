@@ -150,8 +150,9 @@ def _canary_serves(args, challenger_version) -> tuple[bool, str, str]:
 
 
 def _probe_port_problem(container) -> tuple[str, str] | None:
-    """Why a probe of ``container`` would call a port the container does not declare, as ``(message, hint)``;
-    ``None`` when each probe's port is a declared ``containerPort`` or the ``name`` of one of its ports."""
+    """Why a probe of ``container`` would call a port the container does not declare, or one the service does
+    not listen on, as ``(message, hint)``; ``None`` when each probe's port is ``deploy.SERVICE_PORT``, declared
+    as a ``containerPort``, given by number or by the ``name`` of that port."""
     from mlops_course import deploy
 
     if not isinstance(container, dict):
@@ -159,6 +160,7 @@ def _probe_port_problem(container) -> tuple[str, str] | None:
     ports = [p for p in container.get("ports") or [] if isinstance(p, dict)]
     container_ports = [p.get("containerPort") for p in ports]
     names = [p.get("name") for p in ports if p.get("name")]
+    by_name = {p.get("name"): p.get("containerPort") for p in ports if p.get("name")}
     declared = ", ".join(f"{p.get('containerPort')}" + (f" (named {p['name']!r})" if p.get("name") else "")
                          for p in ports) or "no ports"
     number = deploy.SERVICE_PORT
@@ -167,7 +169,12 @@ def _probe_port_problem(container) -> tuple[str, str] | None:
         if not isinstance(get, dict):
             continue  # a missing readiness probe is reported by its path
         port, where = get.get("port"), f"{probe}.httpGet.port"
-        if isinstance(port, int) and not isinstance(port, bool):
+        resolved = by_name.get(port) if isinstance(port, str) else port
+        if resolved in container_ports and resolved != number:
+            message = (f"{where} resolves to port {resolved}, but the service in the image listens on {number} "
+                       f"(its ENTRYPOINT's --port): the probe would never succeed and no pod would become ready.")
+            hint = f"keep the stable Deployment's port: containerPort {number}, and probe {number} or its name."
+        elif isinstance(port, int) and not isinstance(port, bool):
             if port in container_ports:
                 continue
             message = f"{where} is {port}, which is not a containerPort of the container (it declares {declared})."
@@ -188,28 +195,6 @@ def _probe_port_problem(container) -> tuple[str, str] | None:
             hint = f"give the port number ({number}) or the name of a container port (http)."
         return message, hint
     return None
-
-
-def _probe_names_resolved(deployment: dict) -> dict:
-    """A copy of ``deployment`` whose probes give the number of a named port instead of its name.
-    ``deploy.manifest_problems`` knows only the name ``http``; the names were judged by
-    ``_probe_port_problem`` already."""
-    import copy
-
-    from mlops_course import deploy
-
-    resolved = copy.deepcopy(deployment)
-    containers = deploy._get(resolved, "spec", "template", "spec", "containers")
-    for container in containers if isinstance(containers, list) else []:
-        if not isinstance(container, dict):
-            continue
-        by_name = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []
-                   if isinstance(p, dict) and p.get("name")}
-        for probe in ("readinessProbe", "livenessProbe"):
-            get = deploy._get(container, probe, "httpGet")
-            if isinstance(get, dict) and isinstance(get.get("port"), str) and get["port"] in by_name:
-                get["port"] = by_name[get["port"]]
-    return resolved
 
 
 def _image_tag(image) -> str | None:
@@ -269,7 +254,7 @@ def canary_manifest(answer, challenger_version: str | int | None = None) -> obje
         if problem:
             return wrong(*problem)
     stable = deploy.k8s_manifests()[0]
-    problems = deploy.manifest_problems([stable, _probe_names_resolved(canary), service])
+    problems = deploy.manifest_problems([stable, canary, service])
     if problems:
         return wrong(f"the manifest has problems: {problems[0]}", "compare with the stable Deployment of section 8.")
     replicas = deploy._get(canary, "spec", "replicas")
