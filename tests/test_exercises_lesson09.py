@@ -197,3 +197,12 @@ def test_per_replica_refused_query_and_stub():
 
     assert "refused" in evaluate("09.3", "sum(", prometheus_url="http://p", query=refuse).message
     assert "not answered yet" in evaluate("09.3", None, prometheus_url="http://p").message
+
+
+def test_per_replica_without_recent_traffic_asks_for_traffic_instead_of_passing():
+    idle = [{"metric": {"instance": A}, "value": 0.0}, {"metric": {"instance": B}, "value": 0.0}]
+    wrong_window = 'sum by (instance) (rate(bike_requests_total{route="/predict"}[5m]))'
+    for answer in (PER_REPLICA, wrong_window):
+        query = fake_prometheus({PER_REPLICA: idle, wrong_window: idle})
+        feedback = evaluate("09.3", answer, prometheus_url="http://p", query=query)
+        assert not feedback.ok and "send traffic first" in feedback.hint, feedback
