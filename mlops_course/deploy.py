@@ -500,34 +500,6 @@ def mlflow_serve(model_uri: str = f"models:/{registry.MODEL_NAME}@champion", *, 
                             startup_timeout=startup_timeout, name="mlflow-models-serve", env=env)
 
 
-def start_together(*servers: BackgroundServer) -> tuple[BackgroundServer, ...]:
-    """Start several background servers at once (each waits for its own health check in a thread).
-
-    Servers spend their start-up importing libraries, so on two cores two of them start in about the time
-    of one. If any fails, all are stopped and the first error is raised. An interrupt while they start (the
-    notebook's stop button) stops them all too, once each start has returned, and is then raised again.
-    """
-    from concurrent.futures import ThreadPoolExecutor, wait
-
-    pool = ThreadPoolExecutor(max_workers=max(1, len(servers)))
-    futures = [pool.submit(server.start) for server in servers]
-    try:
-        errors = [f.exception() for f in futures]
-    except BaseException:
-        wait(futures)  # a start cannot be called off from here; each returns once its server answers or fails
-        for server in servers:
-            server.stop()
-        raise
-    finally:
-        pool.shutdown(wait=False)
-    failed = [e for e in errors if e is not None]
-    if failed:
-        for server in servers:
-            server.stop()
-        raise failed[0]
-    return servers
-
-
 def readable_command(command: list[str], *, workspace: os.PathLike | str, port: int | None = None) -> str:
     """A server's command line as a learner should see it: no paths of this machine, no random port."""
     workspace = str(Path(workspace).resolve())

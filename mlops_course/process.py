@@ -12,7 +12,7 @@ so on Linux and macOS every server starts in its own process group through :func
 group to this process's warden (:mod:`mlops_course.warden`, one small process per kernel): if the kernel dies
 first, the warden stops every group it was given (SIGTERM, then SIGKILL after a few seconds).
 ``PR_SET_PDEATHSIG`` is not enough here: it fires when the *thread* that started the child ends (servers are
-started from short-lived threads, e.g. by ``PrefectServer`` and ``deploy.start_together``), and it never
+started from short-lived threads, e.g. by ``PrefectServer`` and :func:`start_together`), and it never
 reaches the server's own children (a Prefect worker's flow runs, PostgreSQL's backends).
 """
 
@@ -244,6 +244,34 @@ class BackgroundServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<BackgroundServer {self.name} {state}>"
+
+
+def start_together(*servers: BackgroundServer | ManagedServer) -> tuple[BackgroundServer | ManagedServer, ...]:
+    """Start several background servers at once (each waits for its own health check in a thread).
+
+    Servers spend their start-up importing libraries, so on two cores two of them start in about the time
+    of one. If any fails, all are stopped and the first error is raised. An interrupt while they start (the
+    notebook's stop button) stops them all too, once each start has returned, and is then raised again.
+    """
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    pool = ThreadPoolExecutor(max_workers=max(1, len(servers)))
+    futures = [pool.submit(server.start) for server in servers]
+    try:
+        errors = [f.exception() for f in futures]
+    except BaseException:
+        wait(futures)  # a start cannot be called off from here; each returns once its server answers or fails
+        for server in servers:
+            server.stop()
+        raise
+    finally:
+        pool.shutdown(wait=False)
+    failed = [e for e in errors if e is not None]
+    if failed:
+        for server in servers:
+            server.stop()
+        raise failed[0]
+    return servers
 
 
 class ManagedServer:

@@ -354,7 +354,7 @@ def start_service(model_name: str = registry.MODEL_NAME, alias: str = "champion"
 
     Returns the started server; use it in a ``with`` block or call ``.stop()``. ``tracking_uri`` defaults to
     ``MLFLOW_TRACKING_URI``. Paths are resolved against the current directory (the lesson's workspace).
-    ``start=False`` returns it unstarted (e.g. for ``deploy.start_together``).
+    ``start=False`` returns it unstarted (e.g. for ``process.start_together``).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")

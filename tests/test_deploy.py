@@ -208,49 +208,6 @@ def test_readable_command_hides_paths_and_port(tmp_path):
                     "--port <port>")
 
 
-def test_start_together_starts_all_or_none(tmp_path):
-    from mlops_course.process import BackgroundServer, ServerError, port_in_use
-
-    http = [sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
-    a = BackgroundServer(http, log_file=tmp_path / "a.log", health_path="/")
-    b = BackgroundServer(http, log_file=tmp_path / "b.log", health_path="/")
-    try:
-        assert deploy.start_together(a, b) == (a, b) and a.running and b.running
-    finally:
-        a.stop()
-        b.stop()
-    c = BackgroundServer(http, log_file=tmp_path / "c.log", health_path="/")
-    bad = BackgroundServer([sys.executable, "-c", "raise SystemExit(4)"], log_file=tmp_path / "d.log")
-    with pytest.raises(ServerError, match="exited with code 4"):
-        deploy.start_together(c, bad)
-    assert not c.running and not port_in_use(c.port)
-
-
-def test_an_interrupt_while_servers_start_stops_them_all(tmp_path):
-    import signal
-    import threading
-
-    from mlops_course.process import BackgroundServer, port_in_use
-
-    serve_late = ("import time, runpy, sys; time.sleep(1.5); sys.argv = ['http.server', sys.argv[1], "
-                  "'--bind', '127.0.0.1']; runpy.run_module('http.server', run_name='__main__')")
-    slow = [sys.executable, "-c", serve_late, "{port}"]
-    servers = [BackgroundServer(slow, log_file=tmp_path / f"{n}.log", health_path="/") for n in "ab"]
-    # Jupyter's stop button sends the kernel SIGINT; a real signal (not _thread.interrupt_main, which cannot wake
-    # a thread blocked on a lock) reaches the waiting main thread at once.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            deploy.start_together(*servers)
-    finally:
-        timer.cancel()
-        signal.signal(signal.SIGINT, previous)
-    assert not any(s.running for s in servers) and not any(port_in_use(s.port) for s in servers)
-
-
-# ---------------------------------------------------------------- the serving image's build context
 @pytest.fixture(scope="module")
 def build_context(tmp_path_factory):
     return deploy.write_build_context(tmp_path_factory.mktemp("image") / "context", python="3.11")

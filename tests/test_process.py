@@ -290,3 +290,41 @@ def test_managed_server_failure_names_host_port_and_log_tail(tmp_path):
                                                   r"still loading"):
         slow.start()
     assert not slow.running
+
+
+def test_start_together_starts_all_or_none(tmp_path):
+    http = [sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+    a = process.BackgroundServer(http, log_file=tmp_path / "a.log", health_path="/")
+    b = process.BackgroundServer(http, log_file=tmp_path / "b.log", health_path="/")
+    try:
+        assert process.start_together(a, b) == (a, b) and a.running and b.running
+    finally:
+        a.stop()
+        b.stop()
+    c = process.BackgroundServer(http, log_file=tmp_path / "c.log", health_path="/")
+    bad = process.BackgroundServer([sys.executable, "-c", "raise SystemExit(4)"], log_file=tmp_path / "d.log")
+    with pytest.raises(process.ServerError, match="exited with code 4"):
+        process.start_together(c, bad)
+    assert not c.running and not process.port_in_use(c.port)
+
+
+def test_an_interrupt_while_servers_start_stops_them_all(tmp_path):
+    serve_late = ("import time, runpy, sys; time.sleep(1.5); sys.argv = ['http.server', sys.argv[1], "
+                  "'--bind', '127.0.0.1']; runpy.run_module('http.server', run_name='__main__')")
+    slow = [sys.executable, "-c", serve_late, "{port}"]
+    servers = [process.BackgroundServer(slow, log_file=tmp_path / f"{n}.log", health_path="/") for n in "ab"]
+    # Jupyter's stop button sends the kernel SIGINT; a real signal (not _thread.interrupt_main, which cannot wake
+    # a thread blocked on a lock) reaches the waiting main thread at once.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            process.start_together(*servers)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    assert not any(s.running for s in servers) and not any(process.port_in_use(s.port) for s in servers)
+
+
+# ---------------------------------------------------------------- the serving image's build context

@@ -23,7 +23,8 @@ from reliability.lesson_harness import font_cache  # noqa: F401 - a fixture
 # contain (read from the audit's process log, so the failure is known to come after they started).
 SERVER_CELLS = {
     "02": ("tracking_server(", ["mlflow_launch server"]),  # started from a thread in the setup cell
-    "04": ("start_together(", ["mlops_course.serving", "models serve"]),
+    # mlflow models serve starts in a background thread in section 2, the course service in section 4.
+    "04": ("svc = serving.start_service(", ["mlops_course.serving", "models serve"]),
     "05": ("start_service(", ["mlops_course.serving"]),
     "07": ("PrefectServer(", ["prefect server start"]),
     # Prefect starts in the setup cell; failing after the service starts leaves both of them running.
