@@ -39,24 +39,36 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
+def shares(total: int, workers: int) -> list[int]:
+    """``total`` trials split over ``workers`` as evenly as whole numbers allow: ``shares(6, 4) == [2, 2, 1, 1]``."""
+    if workers < 1 or total < 0:
+        raise ValueError(f"need at least one worker and no negative trials; got {workers} workers, {total} trials")
+    return [total // workers + (1 if i < total % workers else 0) for i in range(workers)]
+
+
 def run_workers(storage: str, study: str, objective: str = "objective:objective", *, workers: int = 2,
-                trials: int = 3, parent_run_id: str | None = None, cwd: os.PathLike | str | None = None,
-                log_dir: os.PathLike | str | None = None, timeout: float = 600.0) -> list[Path]:
+                trials: int | Sequence[int] = 3, parent_run_id: str | None = None,
+                cwd: os.PathLike | str | None = None, log_dir: os.PathLike | str | None = None,
+                timeout: float = 600.0) -> list[Path]:
     """Start ``workers`` processes on the study at once, wait for all; returns their log files.
 
-    ``trials`` is per worker. The processes inherit this one's environment (``MLFLOW_TRACKING_URI``, S3
+    ``trials`` is per worker: one number for all, or one per worker (``shares(len(grid), workers)`` runs a
+    queue of any length exactly once). The processes inherit this one's environment (``MLFLOW_TRACKING_URI``, S3
     settings) and are handed to the course's warden, so they stop if the kernel dies.
     """
     cwd = Path(cwd or Path.cwd())
     log_dir = Path(log_dir or cwd / "tuning-logs")
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    counts = [trials] * workers if isinstance(trials, int) else list(trials)
+    if len(counts) != workers:
+        raise ValueError(f"trials gives {len(counts)} counts for {workers} workers; give one number or one per worker")
     started = []
     try:
         for worker in range(1, workers + 1):
             log = log_dir / f"worker-{worker}.log"
             handle = open(log, "wb")  # noqa: SIM115 - closed below, when the worker ended
-            command = worker_command(storage, study, objective, trials, worker, parent_run_id)
+            command = worker_command(storage, study, objective, counts[worker - 1], worker, parent_run_id)
             proc = process.spawn(command, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  cwd=cwd, env=env)
             started.append((worker, proc, handle, log))

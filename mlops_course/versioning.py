@@ -256,17 +256,21 @@ def execute(cmd: str | Sequence[str], cwd: str | os.PathLike | None = None, *, c
 
 
 def run(cmd: str | Sequence[str], cwd: str | os.PathLike | None = None, *, check: bool = True,
-        quiet: bool = False, in_process: bool | None = None) -> None:
+        quiet: bool = False, in_process: bool | None = None, shown: Mapping[str, str] | None = None) -> None:
     """Run a command like :func:`execute` and print ``$ command`` followed by its cleaned output.
 
     With ``check=False`` a failure is printed with its exit code instead of raised; ``quiet=True`` prints
-    nothing (errors are still raised).
+    nothing (errors are still raised). ``shown``: text to print differently, e.g. ``{store.url:
+    "http://127.0.0.1:<port>"}`` for an address that changes at every run (the command itself is unchanged).
     """
     result = execute(cmd, cwd, check=False, in_process=in_process)
     if not quiet:
-        print(f"$ {result.command}")
-        if result.output:
-            print(result.output)
+        command, output = result.command, result.output
+        for real, display in (shown or {}).items():
+            command, output = command.replace(real, display), output.replace(real, display)
+        print(f"$ {command}")
+        if output:
+            print(output)
         if not result.ok:
             print(f"[exit code {result.returncode}]")
     if check and not result.ok:

@@ -46,3 +46,14 @@ def test_a_failing_worker_is_reported_with_its_log(lesson_env):
 def test_objective_spec_must_name_module_and_function():
     with pytest.raises(ValueError, match="module:function"):
         tuning.load_objective("objective")
+
+
+def test_shares_split_a_queue_of_any_length_exactly():
+    assert tuning.shares(6, 2) == [3, 3]
+    assert tuning.shares(6, 4) == [2, 2, 1, 1]
+    assert tuning.shares(2, 3) == [1, 1, 0]
+    assert all(sum(tuning.shares(n, w)) == n for n in range(10) for w in range(1, 5))
+    with pytest.raises(ValueError, match="at least one worker"):
+        tuning.shares(6, 0)
+    with pytest.raises(ValueError, match="one per worker"):
+        tuning.run_workers("sqlite://", "s", workers=2, trials=[1, 2, 3])

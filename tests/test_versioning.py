@@ -195,3 +195,16 @@ def test_unwrap_colorama_gives_the_streams_back(monkeypatch):
     assert sys.stdout is plain_out and sys.stderr is plain_err
     versioning.unwrap_colorama()  # nothing wrapped: nothing changes
     assert sys.stdout is plain_out
+
+
+def test_run_can_show_a_changing_address_as_a_placeholder(tmp_path, capsys):
+    versioning.run(["git", "init", "--quiet", "-b", "main", str(tmp_path / "r")], tmp_path)
+    versioning.run(["git", "config", "--local", "remote.team.url", "http://127.0.0.1:51055"], tmp_path / "r",
+                   shown={"http://127.0.0.1:51055": "http://127.0.0.1:<port>"})
+    versioning.run(["git", "config", "--get", "remote.team.url"], tmp_path / "r",
+                   shown={"51055": "<port>"})
+    out = capsys.readouterr().out
+    assert "$ git config --local remote.team.url http://127.0.0.1:<port>" in out
+    assert "http://127.0.0.1:<port>" in out.splitlines()[-1] and "51055" not in out
+    config = (tmp_path / "r" / ".git" / "config").read_text()
+    assert "http://127.0.0.1:51055" in config  # what ran is the real command
