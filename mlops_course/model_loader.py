@@ -1,8 +1,8 @@
 """Loading the model a service serves: resolve ``models:/<name>@<alias>`` and load ONNX or scikit-learn.
 
 The prediction service (``serving.py``) calls :func:`load_served_model` at start-up and on ``POST /reload``.
-Everything goes through ``registry.py``: the alias is resolved with ``version_by_alias``, the model is loaded
-with ``load_onnx_session`` or ``load_sklearn``.
+The alias is resolved once with ``registry.version_by_alias``; that version is then loaded by number, from its
+ONNX copy (the URI in its ``registry.ONNX_TAG`` tag) or with ``mlflow.sklearn``.
 """
 
 from __future__ import annotations
@@ -102,13 +102,13 @@ def check_signature(name: str, version: str) -> None:
 
 def load_served_model(name: str = registry.MODEL_NAME, alias: str = "champion", *,
                       tracking_uri: str | None = None, backend: str = "auto",
-                      attempts: int = 3, version: str | int | None = None) -> ServedModel:
+                      version: str | int | None = None) -> ServedModel:
     """Load the version ``alias`` points at. ``backend``: ``"auto"`` (ONNX when the version has an ONNX copy,
     scikit-learn otherwise), ``"onnx"`` or ``"sklearn"``.
 
-    The alias is resolved before and after loading; if it moved in between, the load is repeated, so the
-    returned version number always matches the loaded model. A version whose signature does not match the
-    request schema is refused (:func:`check_signature`).
+    The alias is resolved once and that version is loaded by number, so the returned version always
+    matches the loaded model even when the alias moves meanwhile. A version whose signature does not match
+    the request schema is refused (:func:`check_signature`).
 
     ``version``: load that version instead and leave the alias alone (a Deployment pinned to the version the
     alias named when its manifest was written: a restarted pod loads the same model). ``alias`` is then only
@@ -116,27 +116,13 @@ def load_served_model(name: str = registry.MODEL_NAME, alias: str = "champion", 
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    if version is not None:
-        return _load_version(name, alias, str(version), tracking_uri=tracking_uri, backend=backend)
-    with tracking_store(tracking_uri):
-        for _ in range(max(1, attempts)):
+    if version is None:
+        with tracking_store(tracking_uri):
             try:
-                before = registry.version_by_alias(alias, name)
+                version = registry.version_by_alias(alias, name).version
             except registry.AliasError as exc:
                 raise ModelLoadError(str(exc)) from None
-            check_signature(name, str(before.version))
-            has_onnx = bool(before.tags.get(registry.ONNX_TAG))
-            if backend == "onnx" and not has_onnx:
-                raise ModelLoadError(f"version {before.version} of {name!r} has no ONNX copy (tag "
-                                     f"{registry.ONNX_TAG!r}); serve it with backend='sklearn' or 'auto'")
-            if has_onnx and backend in ("auto", "onnx"):
-                chosen, predictor = "onnx", _onnx_predictor(registry.load_onnx_session(alias, name))
-            else:
-                chosen, predictor = "sklearn", _sklearn_predictor(registry.load_sklearn(alias, name))
-            after = registry.version_by_alias(alias, name)
-            if str(after.version) == str(before.version):
-                return ServedModel(name, alias, str(before.version), chosen, predictor)
-    raise ModelLoadError(f"alias {alias!r} of {name!r} kept moving while the model was loaded; try again")
+    return _load_version(name, alias, str(version), tracking_uri=tracking_uri, backend=backend)
 
 
 def _load_version(name: str, alias: str, version: str, *, tracking_uri: str | None, backend: str) -> ServedModel:

@@ -226,6 +226,51 @@ def http_error_body(request: Request, exc: StarletteHTTPException) -> dict:
     return {"message": message, "detail": message}
 
 
+# ---------------------------------------------------------------- what it serves
+class ReloadFailed(Exception):
+    """A reload that did not happen: the model that keeps serving, why, and the HTTP status to answer."""
+
+    def __init__(self, served: ServedModel, exc: Exception):
+        self.version, self.backend = served.version, served.backend
+        self.why = f"{type(exc).__name__}: {exc}"
+        self.status = 409 if isinstance(exc, ModelLoadError) else 503  # the model's fault, or the registry's
+        super().__init__(self.why)
+
+
+class ServingState:
+    """The model a service serves: loaded at start, swapped by :meth:`reload` one reload at a time.
+
+    ``version`` pins it (a reload loads that version again); otherwise each load resolves ``alias`` once and
+    loads the version it names.
+    """
+
+    def __init__(self, name: str, alias: str, *, tracking_uri: str | None, backend: str,
+                 version: str | int | None = None):
+        self.name, self.alias, self.tracking_uri, self.version = name, alias, tracking_uri, version
+        self.backend = backend
+        self._lock = threading.Lock()
+        self.model = self._load(backend)
+
+    def _load(self, backend: str) -> ServedModel:
+        model = load_served_model(self.name, self.alias, tracking_uri=self.tracking_uri, backend=backend,
+                                  version=self.version)
+        release_free_memory()  # what the load freed, and the model it replaces, back to the OS
+        return model
+
+    def reload(self, backend: str | None = None) -> ServedModel:
+        """Load what the alias names now (with ``backend``, default the current one) and swap it in; on any
+        error raise :class:`ReloadFailed` and keep serving the current model."""
+        with self._lock:
+            wanted = backend or self.backend
+            try:
+                new = self._load(wanted)
+            except Exception as exc:  # whatever failed, the current model keeps serving
+                raise ReloadFailed(self.model, exc) from exc
+            self.model, self.backend = new, wanted
+        release_free_memory()  # the old model's memory, freed by the swap
+        return new
+
+
 # ---------------------------------------------------------------- the app
 def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *, tracking_uri: str | None = None,
                request_log: os.PathLike | str | None = None, backend: str = "auto",
@@ -242,14 +287,10 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if int(max_batch) < 1:
         raise ValueError(f"max_batch must be at least 1; got {max_batch}")
-    state = {"model": load_served_model(model_name, alias, tracking_uri=tracking_uri, backend=backend,
-                                        version=version),
-             "backend": backend}
-    release_free_memory()
+    state = ServingState(model_name, alias, tracking_uri=tracking_uri, backend=backend, version=version)
     metrics = ServiceMetrics()
-    metrics.serving(state["model"])
+    metrics.serving(state.model)
     log = RequestLog(request_log) if request_log is not None else None
-    reload_lock = threading.Lock()
     body_schema = PredictRequest if max_batch == MAX_BATCH else request_model(max_batch)
 
     @asynccontextmanager
@@ -267,7 +308,7 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     def health_body() -> dict:
-        model: ServedModel = state["model"]
+        model = state.model
         return {"status": "ok", "model_name": model.name, "model_version": model.version, "alias": model.alias,
                 "backend": model.backend}
 
@@ -289,7 +330,7 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
     async def predict(body: body_schema, request: Request) -> JSONResponse:  # type: ignore[valid-type]
         # Prediction takes well under a millisecond with ONNX Runtime, so it runs right here in the event
         # loop; a slow model would go to a thread pool (a plain `def` route) instead.
-        model: ServedModel = state["model"]
+        model = state.model
         X = np.array([[getattr(row, f) for f in pipeline.FEATURES] for row in body.rows], dtype=np.float64)
         y = model.predict(X)
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -306,21 +347,12 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
               responses=error_responses(409, 422, 503))
     def reload(backend: Literal["auto", "onnx", "sklearn"] | None = Query(
             None, description="switch the runtime too (default: keep the current one)")) -> Any:
-        with reload_lock:  # a plain `def` route: loading runs in a worker thread while predictions go on
-            current: ServedModel = state["model"]
-            wanted = backend or state["backend"]
-            try:
-                new = load_served_model(current.name, current.alias, tracking_uri=tracking_uri, backend=wanted,
-                                        version=version)
-            except Exception as exc:  # noqa: BLE001 - whatever failed, the current model keeps serving
-                status = 409 if isinstance(exc, ModelLoadError) else 503
-                message = (f"reload failed, still serving version {current.version} ({current.backend}): "
-                           f"{type(exc).__name__}: {exc}")
-                return JSONResponse({"message": message, "detail": message}, status_code=status)
-            state["model"], state["backend"] = new, wanted
-            metrics.serving(new)
-            del current, new  # the old model's last reference here: its memory is freed now
-            release_free_memory()  # and handed back to the OS (a replica would otherwise grow at each reload)
+        # A plain `def` route: loading runs in a worker thread while predictions go on.
+        try:
+            metrics.serving(state.reload(backend))
+        except ReloadFailed as failed:
+            message = f"reload failed, still serving version {failed.version} ({failed.backend}): {failed.why}"
+            return JSONResponse({"message": message, "detail": message}, status_code=failed.status)
         return health_body()
 
     @app.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=PlainTextResponse)

@@ -410,3 +410,28 @@ def test_reload_survives_an_unreachable_registry(store, monkeypatch):
         r = c.post("/reload")
         assert r.status_code == 503 and "OSError: database is locked" in r.json()["message"]
         assert c.post("/predict", json={"rows": [ROW]}).json()["model_version"] == "1"
+
+
+def test_serving_state_swaps_on_reload_and_keeps_the_model_when_a_load_fails(monkeypatch):
+    from mlops_course.model_loader import ModelLoadError, ServedModel
+
+    loads = []
+
+    def fake_load(name, alias, *, tracking_uri, backend, version):
+        loads.append((alias, backend, version))
+        if len(loads) == 3:
+            raise ModelLoadError("version 9 expects other inputs")
+        if len(loads) == 4:
+            raise ConnectionError("registry unreachable")
+        return ServedModel(name, alias, str(len(loads)), "onnx" if backend == "auto" else backend, lambda X: X)
+
+    monkeypatch.setattr(serving, "load_served_model", fake_load)
+    state = serving.ServingState("bike-demand", "champion", tracking_uri=None, backend="auto")
+    assert state.model.version == "1"
+    assert state.reload(backend="sklearn").version == "2" and state.backend == "sklearn"
+    for status in (409, 503):  # the model's fault, then the registry's
+        with pytest.raises(serving.ReloadFailed) as failed:
+            state.reload()
+        assert failed.value.status == status and failed.value.version == "2" and failed.value.backend == "sklearn"
+        assert state.model.version == "2"  # still serving what it served
+    assert loads[1:] == [("champion", "sklearn", None)] * 3  # each reload kept the backend it was asked for last
