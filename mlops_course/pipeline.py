@@ -128,18 +128,19 @@ def xy(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
 
 # ---------------------------------------------------------------- train
 def build_model(kind: str = "random_forest", **params: Any):
-    """An unfitted scikit-learn regressor of one of ``MODEL_KINDS`` (defaults from ``DEFAULT_PARAMS``)."""
+    """An unfitted scikit-learn regressor of one of ``MODEL_KINDS`` (defaults from ``DEFAULT_PARAMS``; the
+    seed is ``SEED`` unless ``random_state`` is given, e.g. to see how much a result moves with the seed)."""
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {MODEL_KINDS}")
     settings = {**DEFAULT_PARAMS[kind], **params}
     if kind == "random_forest":
         from sklearn.ensemble import RandomForestRegressor
 
-        return RandomForestRegressor(random_state=SEED, n_jobs=1, **settings)
+        return RandomForestRegressor(**{"random_state": SEED, "n_jobs": 1, **settings})
     if kind == "gradient_boosting":
         from sklearn.ensemble import HistGradientBoostingRegressor
 
-        return HistGradientBoostingRegressor(random_state=SEED, **settings)
+        return HistGradientBoostingRegressor(**{"random_state": SEED, **settings})
     from sklearn.linear_model import Ridge
 
     return Ridge(**settings)

@@ -115,3 +115,9 @@ def test_saved_bytes_are_reproducible(bikes, tmp_path):
     assert first == second
     other = pipeline.save_model(pipeline.train(train, n_estimators=5), tmp_path / "c.skops").read_bytes()
     assert other != first
+
+
+def test_the_seed_is_fixed_unless_given():
+    assert pipeline.build_model().random_state == pipeline.SEED
+    assert pipeline.build_model(random_state=3).random_state == 3
+    assert pipeline.build_model("gradient_boosting", random_state=4).random_state == 4
