@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -241,20 +241,23 @@ class ServingState:
     """The model a service serves: loaded at start, swapped by :meth:`reload` one reload at a time.
 
     ``version`` pins it (a reload loads that version again); otherwise each load resolves ``alias`` once and
-    loads the version it names.
+    loads the version it names. ``on_swap(model)`` runs for the first model and for each one swapped in,
+    under the reload lock (the service's model-version gauge).
     """
 
     def __init__(self, name: str, alias: str, *, tracking_uri: str | None, backend: str,
-                 version: str | int | None = None):
+                 version: str | int | None = None, on_swap: Callable[[ServedModel], None] | None = None):
         self.name, self.alias, self.tracking_uri, self.version = name, alias, tracking_uri, version
         self.backend = backend
+        self._on_swap = on_swap or (lambda model: None)
         self._lock = threading.Lock()
         self.model = self._load(backend)
+        self._on_swap(self.model)
 
     def _load(self, backend: str) -> ServedModel:
         model = load_served_model(self.name, self.alias, tracking_uri=self.tracking_uri, backend=backend,
                                   version=self.version)
-        release_free_memory()  # what the load freed, and the model it replaces, back to the OS
+        release_free_memory()  # what the load freed, back to the OS
         return model
 
     def reload(self, backend: str | None = None) -> ServedModel:
@@ -267,6 +270,7 @@ class ServingState:
             except Exception as exc:  # whatever failed, the current model keeps serving
                 raise ReloadFailed(self.model, exc) from exc
             self.model, self.backend = new, wanted
+            self._on_swap(new)
         release_free_memory()  # the old model's memory, freed by the swap
         return new
 
@@ -287,9 +291,9 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if int(max_batch) < 1:
         raise ValueError(f"max_batch must be at least 1; got {max_batch}")
-    state = ServingState(model_name, alias, tracking_uri=tracking_uri, backend=backend, version=version)
     metrics = ServiceMetrics()
-    metrics.serving(state.model)
+    state = ServingState(model_name, alias, tracking_uri=tracking_uri, backend=backend, version=version,
+                         on_swap=metrics.serving)
     log = RequestLog(request_log) if request_log is not None else None
     body_schema = PredictRequest if max_batch == MAX_BATCH else request_model(max_batch)
 
@@ -349,7 +353,7 @@ def create_app(model_name: str = registry.MODEL_NAME, alias: str = "champion", *
             None, description="switch the runtime too (default: keep the current one)")) -> Any:
         # A plain `def` route: loading runs in a worker thread while predictions go on.
         try:
-            metrics.serving(state.reload(backend))
+            state.reload(backend)
         except ReloadFailed as failed:
             message = f"reload failed, still serving version {failed.version} ({failed.backend}): {failed.why}"
             return JSONResponse({"message": message, "detail": message}, status_code=failed.status)

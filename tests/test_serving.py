@@ -426,7 +426,9 @@ def test_serving_state_swaps_on_reload_and_keeps_the_model_when_a_load_fails(mon
         return ServedModel(name, alias, str(len(loads)), "onnx" if backend == "auto" else backend, lambda X: X)
 
     monkeypatch.setattr(serving, "load_served_model", fake_load)
-    state = serving.ServingState("bike-demand", "champion", tracking_uri=None, backend="auto")
+    swapped = []
+    state = serving.ServingState("bike-demand", "champion", tracking_uri=None, backend="auto",
+                                 on_swap=lambda model: swapped.append(model.version))
     assert state.model.version == "1"
     assert state.reload(backend="sklearn").version == "2" and state.backend == "sklearn"
     for status in (409, 503):  # the model's fault, then the registry's
@@ -435,3 +437,4 @@ def test_serving_state_swaps_on_reload_and_keeps_the_model_when_a_load_fails(mon
         assert failed.value.status == status and failed.value.version == "2" and failed.value.backend == "sklearn"
         assert state.model.version == "2"  # still serving what it served
     assert loads[1:] == [("champion", "sklearn", None)] * 3  # each reload kept the backend it was asked for last
+    assert swapped == ["1", "2"]  # the failed reloads swapped nothing in
