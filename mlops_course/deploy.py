@@ -403,7 +403,6 @@ def manifest_problems(manifests: str | Iterable[Mapping[str, Any]]) -> list[str]
             if not _names_a_port(probe_port, c.get("ports") or []):
                 problems.append(f"{cname}: readinessProbe port {probe_port!r} is not a container port "
                                 f"{_port_list(c.get('ports') or [])}")
-
     names = [_get(d, "metadata", "name") for d in deployments]
     for dup in sorted({n for n in names if names.count(n) > 1}, key=str):
         problems.append(f"two Deployments are named {dup!r}: applying the second replaces the first; "
@@ -441,7 +440,6 @@ def _names_a_port(ref: Any, ports: Iterable[Mapping[str, Any]]) -> bool:
 def _port_list(ports: Iterable[Mapping[str, Any]]) -> list:
     """The declared ports as the error shows them: numbers, with names beside them where given."""
     return [f"{p.get('containerPort')} ({p['name']})" if p.get("name") else p.get("containerPort") for p in ports]
-
 
 
 def validation_findings(manifests: str | Iterable[Mapping[str, Any]], *,

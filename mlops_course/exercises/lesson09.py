@@ -183,7 +183,7 @@ def per_replica(answer, prometheus_url: str | None = None, query=None) -> object
     if not any(truth.values()):  # every rate is 0: any expression of the right shape would look right
         return wrong("no /predict request reached a replica in the last minute, so every rate is 0 and the "
                      "check cannot tell a right expression from a wrong one.",
-                     "send traffic first (run send(drifted_month) in section 3), then this check within a minute.")
+                     "send traffic first (run send(drifted_month) from section 4), then this check within a minute.")
     totals = _series(query(prometheus_url, PER_REPLICA.replace("rate(", "(").replace("[1m]", ""), at=at))
     if all(math.isclose(got[i], totals[i], rel_tol=1e-9) for i in truth) and any(totals.values()):
         return wrong("the expression reads the counter's running total, not a rate.",
