@@ -25,18 +25,21 @@ from mlops_course import process
 
 
 def receiver(out: os.PathLike | str, *, log_file: os.PathLike | str | None = None,
-             deployment: tuple[str, str] | None = None) -> process.BackgroundServer:
+             deployment: tuple[str, str] | None = None, start: bool = True) -> process.BackgroundServer:
     """The receiver, started, writing to ``out``; its URL for Alertmanager is ``server.url + "/alerts"``.
 
     ``deployment=(prefect_api_url, deployment_id)``: also start a run of that deployment per firing notification.
+    ``start=False`` returns it unstarted (its port, so its URL, is known already), e.g. for
+    ``process.start_together`` with Alertmanager and Prometheus.
     """
     out = Path(out).resolve()
     command = [sys.executable, "-m", "mlops_course.webhook", "--port", "{port}", "--out", str(out)]
     if deployment is not None:
         api_url, deployment_id = deployment
         command += ["--deployment", str(api_url), str(deployment_id)]
-    return process.BackgroundServer(command, log_file=log_file or out.with_suffix(".log"), health_path="/health",
-                                    name="webhook receiver").start()
+    server = process.BackgroundServer(command, log_file=log_file or out.with_suffix(".log"), health_path="/health",
+                                      name="webhook receiver")
+    return server.start() if start else server
 
 
 def notifications(out: os.PathLike | str) -> list[dict]:

@@ -23,6 +23,18 @@ def test_receives_and_finds_a_firing_alert(tmp_path):
     assert not server.running
 
 
+def test_an_unstarted_receiver_knows_its_url_and_starts_with_others(tmp_path):
+    from mlops_course import process
+
+    server = webhook.receiver(tmp_path / "alerts.jsonl", start=False)
+    assert not server.running and server.url.startswith("http://127.0.0.1:")
+    try:
+        process.start_together(server)
+        assert httpx.get(server.url + "/health").status_code == 200
+    finally:
+        server.stop()
+
+
 class FakePrefect:
     """Prefect's create_flow_run route, recording each request body; answers like Prefect (the run's id)."""
 
