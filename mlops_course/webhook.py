@@ -50,16 +50,24 @@ def notifications(out: os.PathLike | str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def wait_for_alert(out: os.PathLike | str, alertname: str, *, timeout: float = 60.0) -> dict:
-    """The first firing notification that carries ``alertname``; ``TimeoutError`` if none came in time."""
+def wait_for_alert(out: os.PathLike | str, alertname: str, *, timeout: float = 60.0,
+                   started: bool = False) -> dict:
+    """The first firing notification that carries ``alertname``; ``TimeoutError`` if none came in time.
+
+    ``started=True``: the first one that started a run of the deployment. A notification the receiver could not
+    turn into a run (Prefect busy: a 503) was answered 502, and Alertmanager sends it again.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for note in notifications(out):
+            if started and "id" not in (note.get("flow_run") or {}):
+                continue
             if note.get("status") == "firing" and any(a.get("labels", {}).get("alertname") == alertname
                                                       for a in note.get("alerts", [])):
                 return note
         time.sleep(0.2)
-    raise TimeoutError(f"no firing notification for {alertname} reached the webhook within {timeout:.0f} s")
+    what = "started a run for" if started else "reached the webhook for"
+    raise TimeoutError(f"no firing notification {what} {alertname} within {timeout:.0f} s")
 
 
 def start_deployment_run(api_url: str, deployment_id: str, note: dict) -> dict:

@@ -16,7 +16,7 @@ def test_receives_and_finds_a_firing_alert(tmp_path):
         assert httpx.post(server.url + "/alerts", content=b"not json").status_code == 400
         assert httpx.post(server.url + "/other", json=body).status_code == 404
         assert webhook.wait_for_alert(out, "X", timeout=5)["receiver"] == "retrain"
-        with pytest.raises(TimeoutError, match="no firing notification for Y"):
+        with pytest.raises(TimeoutError, match="no firing notification reached the webhook for Y"):
             webhook.wait_for_alert(out, "Y", timeout=0.5)
     finally:
         server.stop()
@@ -99,3 +99,17 @@ def test_a_run_that_cannot_start_is_recorded_and_answered_502(tmp_path):
         server.stop()
         prefect.server.shutdown()
     assert "Prefect answered 404" in webhook.notifications(out)[0]["flow_run"]["error"]  # kept, not lost
+
+
+def test_waiting_for_a_started_run_skips_a_notification_prefect_could_not_take(tmp_path):
+    import json
+
+    out = tmp_path / "alerts.jsonl"
+    firing = {"status": "firing", "alerts": [{"labels": {"alertname": "X"}}]}
+    out.write_text(json.dumps({**firing, "flow_run": {"error": "Prefect answered 503"}}) + "\n")
+    assert "error" in webhook.wait_for_alert(out, "X", timeout=1)["flow_run"]
+    with pytest.raises(TimeoutError, match="no firing notification started a run for X"):
+        webhook.wait_for_alert(out, "X", timeout=0.5, started=True)
+    with out.open("a") as f:  # Alertmanager sent it again, and this time the run started
+        f.write(json.dumps({**firing, "flow_run": {"id": "run-1"}}) + "\n")
+    assert webhook.wait_for_alert(out, "X", timeout=1, started=True)["flow_run"] == {"id": "run-1"}
