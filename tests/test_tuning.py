@@ -18,7 +18,11 @@ def test_two_workers_share_one_study(lesson_env, monkeypatch):
     storage = f"sqlite:///{lesson_env / 'study.db'}"
     tracking = f"sqlite:///{lesson_env / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+    for leftover in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(leftover, raising=False)
     mlflow.set_tracking_uri(tracking)
+    # An earlier test in this process may have left another store's experiment active: a fresh store has only 0.
+    mlflow.set_experiment(experiment_id="0")
     study = optuna.create_study(study_name="toy", storage=storage)
     for x in range(4):
         study.enqueue_trial({"x": x})

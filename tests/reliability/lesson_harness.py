@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,6 +147,24 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def hold_namespace(pid: int, timeout: float = 10.0) -> int | None:
+    """An open descriptor of ``pid``'s network namespace once ``unshare`` has made it, or None.
+
+    Held until the run's sweep is done, it keeps the namespace, and so its inode number, alive: a run on the
+    other xdist worker cannot get the same number meanwhile and have its processes swept as this run's.
+    """
+    own = os.readlink("/proc/self/ns/net")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.readlink(f"/proc/{pid}/ns/net") != own:
+                return os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+        except OSError:
+            return None  # the runner already ended
+        time.sleep(0.01)
+    return None
+
+
 def sweep(netns: str) -> list[str]:
     """Kill every process still in network namespace ``netns`` (all of them belong to the run)."""
     killed = []
@@ -235,13 +254,18 @@ def run_notebook(notebook: Path, tmp: Path, font_cache: Path, *, interrupt_after
     before = snapshot(home)
     with open(tmp / "runner.log", "wb") as log:
         proc = subprocess.Popen(command, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT)
+        held = hold_namespace(proc.pid)
         try:
             proc.wait(RUN_TIMEOUT)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
     started = result_file.with_suffix(".started")
-    swept = sweep(json.loads(started.read_text())["netns"]) if started.exists() else []
+    try:
+        swept = sweep(json.loads(started.read_text())["netns"]) if started.exists() else []
+    finally:
+        if held is not None:
+            os.close(held)
     if not result_file.exists():
         tail = (tmp / "runner.log").read_text(errors="replace")[-3000:]
         pytest.fail(f"{notebook.stem}: the lesson runner ended (code {proc.returncode}) without a result; "
