@@ -281,8 +281,10 @@ def flush_client() -> None:
 
 
 def worker(pool: str, workspace: os.PathLike | str | None = None, *, name: str = "worker-1",
-           query_seconds: float = 1.0, startup_timeout: float = 120.0) -> process.BackgroundServer:
-    """``prefect worker start --pool POOL``, started in the background and healthy, for the running server.
+           query_seconds: float = 1.0, startup_timeout: float = 120.0,
+           start: bool = True) -> process.BackgroundServer:
+    """``prefect worker start --pool POOL``, started in the background and healthy, for the running server
+    (``start=False``: not started yet; its ``start()`` waits for the health page).
 
     The worker polls the server (``PREFECT_API_URL`` of this process, so start a :class:`PrefectServer` first)
     every ``query_seconds`` (Prefect's default is 10 s) and runs each flow run of the pool as a process of its
@@ -298,9 +300,10 @@ def worker(pool: str, workspace: os.PathLike | str | None = None, *, name: str =
     home = prefect_home(workspace)
     command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process",
                "--name", name, "--with-healthcheck"]
-    return process.BackgroundServer(command, log_file=home / f"worker-{name}.log", port=port, health_path="/health",
-                                    env=env, cwd=home, startup_timeout=startup_timeout,
-                                    name=f"prefect worker {name}").start()
+    server = process.BackgroundServer(command, log_file=home / f"worker-{name}.log", port=port, health_path="/health",
+                                      env=env, cwd=home, startup_timeout=startup_timeout,
+                                      name=f"prefect worker {name}")
+    return server.start() if start else server
 
 
 @contextlib.contextmanager

@@ -57,7 +57,9 @@ def test_worker_runs_deployment_runs_one_at_a_time_under_the_pool_limit(prefect)
     deployment_id = flow.from_source(source=str(workspace), entrypoint="sleepy.py:sleepy").deploy(
         name="test", work_pool_name="one-at-a-time", build=False, push=False, print_next_steps=False,
         ignore_warnings=True, parameters={"seconds": 1.0})
-    worker = prefect_server.worker("one-at-a-time", workspace, name="test")
+    worker = prefect_server.worker("one-at-a-time", workspace, name="test", start=False)
+    assert not worker.running  # start=False: built, not started (a lesson starts it in a thread)
+    worker.start()
     try:
         assert worker.running and worker.url.startswith("http://127.0.0.1:")
         runs = [run_deployment(deployment_id, parameters={"trigger": t}, timeout=0) for t in ("a", "b")]

@@ -29,7 +29,7 @@ SERVER_CELLS = {
     "07": ("PrefectServer(", ["prefect server start"]),
     # Prefect starts in the setup cell; failing after the service starts leaves both of them running.
     "08": ("start_service(", ["prefect server start", "mlops_course.serving"]),
-    # PostgreSQL, the S3 store and the MLflow server start in section 1, the replicas, the Prefect server and its
+    # PostgreSQL, the S3 store, the MLflow server and the Prefect server start in section 1, the replicas and the
     # worker in section 4; failing right after the worker starts leaves all of them. Only Python processes are in
     # the audit's log, so PostgreSQL is checked by the leftover checks alone.
     "09": ("prefect_server.worker(", ["moto_server", "mlflow_launch server", "mlops_course.serving",
