@@ -46,7 +46,7 @@ tools:  ## install the Debian packages above when missing (apt-get; needs root, 
 		else echo "make: missing$$missing; install with: sudo apt-get install$$missing (macOS: brew install prometheus alertmanager, and Chromium)" >&2; fi; \
 	fi
 
-lab: $(VENV)/done  ## JupyterLab on notebooks/: 127.0.0.1, a token, no news or update checks (mlops_course/lab.py)
+lab: $(VENV)/done  ## JupyterLab on notebooks/: 127.0.0.1, a token, no news or update checks (mlops_course/course/lab.py)
 	$(BIN)/mlops-course lab
 
 execute: $(VENV)/done  ## re-execute lessons in place (LESSONS="01 02" for some) and strip volatile metadata

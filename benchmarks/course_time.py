@@ -26,8 +26,9 @@ from pathlib import Path
 from machine import commit, describe
 from proctree import TreeSampler, stop_leftovers
 
-from mlops_course import lessons, paths, runner
-from mlops_course.lessons import LessonInfo
+from mlops_course import paths
+from mlops_course.course import lessons, runner
+from mlops_course.course.lessons import LessonInfo
 
 # Time budgets as multiples of the floor measured in the same run (machines differ, ratios hold). Lessons
 # 00-08: the seconds budgets of issues 3-12 divided by the 4.7 s floor of the machine they were set on.

@@ -1,7 +1,23 @@
 """Helper package for the MLOps notebook course.
 
 Lessons import what they need from the stage modules (``data``, ``pipeline``, ``tracking`` ...);
-``setup_lesson`` is the one call every lesson's setup cell makes.
+``setup_lesson`` is the one call every lesson's setup cell makes. Three layers, each importing only the ones
+below it (``tests/test_layers.py`` checks this):
+
+- **the course's own tooling**, ``mlops_course.course``: the ``mlops-course`` command (``cli``), running lessons
+  (``runner``, ``lessons``), the learner editions and the site (``editions``, ``site``), ``doctor`` and
+  JupyterLab's settings (``lab``). No lesson imports it, and no module outside it does.
+- **the lifecycle**, one module per stage as the lessons meet them: data (``data``, ``schema``), pipelines and
+  their versions (``pipeline``, ``versioning``, ``stages``), tracking and the registry (``tracking``,
+  ``registry``, ``tuning``), packaging and serving (``packaging``, ``model_loader``, ``serving``,
+  ``request_log``, ``loadtest``, ``deploy``), monitoring (``monitoring``, ``drift``, ``alerts``, ``traffic``,
+  ``webhook``), CI/CD (``cicd``, ``cicd_workflow``, ``lint``), orchestration (``orchestration``,
+  ``flow_display``), the capstone (``capstone``), drawings (``diagrams``) and the exercises' checks
+  (``exercises``).
+- **shared plumbing**: where files live (``paths``), the offline switches (``offline``), a lesson's workspace
+  (``workspace``, ``empty_stores``), background servers and their warden (``process``, ``warden``), and the
+  servers themselves (``mlflow_launch``, ``prefect_server``, ``stage_server``, ``postgres``, ``object_store``,
+  ``prometheus_stack``).
 """
 
 from mlops_course import offline

@@ -1,5 +1,5 @@
 import sys
 
-from mlops_course.cli import main
+from mlops_course.course.cli import main
 
 sys.exit(main())

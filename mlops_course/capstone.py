@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_course import data, drift, pipeline, registry, stages, traffic, versioning
+from mlops_course import data, drift, paths, pipeline, registry, stages, traffic, versioning
 
 # The calendar and weather codes are categories, as in lesson 05's drift table.
 CATEGORICAL = ["weekday", "workingday", "holiday", "weather"]
@@ -136,11 +136,17 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
     return values
 
 
+def _lesson_file(number: str) -> Path:
+    """The notebook of lesson ``number`` in ``notebooks/``."""
+    found = sorted(paths.notebooks_dir().glob(f"{number}-*.ipynb"))
+    if len(found) != 1:
+        raise LookupError(f"expected one lesson {number} in {paths.notebooks_dir()}, found {[f.name for f in found]}")
+    return found[0]
+
+
 def lesson05_rule(notebook: Path | None = None) -> Lesson05Rule:
     """Read ``drift_threshold`` and ``tolerance`` from lesson 05's parameters cell: one source for both."""
-    from mlops_course import lessons
-
-    path = Path(notebook) if notebook is not None else lessons.find("05").path
+    path = Path(notebook) if notebook is not None else _lesson_file("05")
     values = notebook_parameters(path)
     missing = [k for k in ("drift_threshold", "tolerance") if not isinstance(values.get(k), (int, float))]
     if missing:

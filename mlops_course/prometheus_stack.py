@@ -24,6 +24,12 @@ from mlops_course import process
 
 PROMETHEUS = ("prometheus",)
 ALERTMANAGER = ("prometheus-alertmanager", "alertmanager")  # Debian's name, then the upstream/Homebrew one
+# System packages, not Python ones: how to install each (``require_tools`` and ``mlops-course doctor`` say this).
+INSTALL = {
+    "prometheus": "Debian/Ubuntu: `sudo apt-get install prometheus`; macOS: `brew install prometheus`",
+    "prometheus-alertmanager": "Debian/Ubuntu: `sudo apt-get install prometheus-alertmanager`; macOS: "
+                               "`brew install alertmanager` (its binary is called alertmanager there)",
+}
 
 
 class MissingTool(RuntimeError):
@@ -45,14 +51,13 @@ def missing_tools() -> list[str]:
 
 
 def require_tools() -> None:
-    """Raise :class:`MissingTool` naming every missing binary and how to install it (``mlops-course doctor``'s
-    own lines, so both say the same)."""
-    from mlops_course import doctor
-
-    failed = [str(r) for r in doctor.monitoring_checks() if not r.ok]
-    if failed:
+    """Raise :class:`MissingTool` naming every missing binary and how to install it (the install lines of
+    :data:`INSTALL`, which ``mlops-course doctor`` prints too)."""
+    missing = missing_tools()
+    if missing:
         raise MissingTool("this lesson needs Prometheus and Alertmanager, and they are not installed:\n"
-                          + "\n".join(failed) + "\nInstall them, then run `mlops-course doctor` to check again.")
+                          + "\n".join(f"- {name}: {INSTALL[name]}" for name in missing)
+                          + "\nInstall them, then run `mlops-course doctor` to check again.")
 
 
 # ------------------------------------------------------------------ configuration files

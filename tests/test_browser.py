@@ -17,7 +17,8 @@ import pytest
 from chromium import browser_session, problems
 from conftest import LESSON_FILES
 
-from mlops_course import editions, lessons, paths, site
+from mlops_course import paths
+from mlops_course.course import editions, lessons, site
 from mlops_course.process import BackgroundServer
 
 SCREENSHOTS = paths.build_dir() / "screenshots"

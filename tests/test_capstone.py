@@ -33,7 +33,7 @@ def signals(**changes):
 
 # ---------------------------------------------------------------- lesson 05's rule, read from its notebook
 def test_lesson05_rule_is_read_from_lesson_05s_parameters_cell():
-    from mlops_course import lessons
+    from mlops_course.course import lessons
 
     rule = capstone.lesson05_rule()
     values = capstone.notebook_parameters(lessons.find("05").path)

@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from mlops_course import cli
+from mlops_course.course import cli
 
 
 def run_cli(*args):

@@ -1,4 +1,4 @@
-from mlops_course import doctor
+from mlops_course.course import doctor
 
 
 def test_all_checks_pass_here():

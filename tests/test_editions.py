@@ -9,7 +9,7 @@ import pytest
 from conftest import LESSON_FILES, NOTEBOOKS
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from mlops_course import editions, lessons
+from mlops_course.course import editions, lessons
 
 ids = [p.stem for p in LESSON_FILES]
 

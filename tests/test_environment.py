@@ -71,7 +71,7 @@ def test_pyproject_names_the_course_tools():
         assert tool in deps, tool
         assert tool in lock_pins(), f"{tool} missing from the lock"
     assert project["requires-python"] == ">=3.11"
-    assert project["scripts"]["mlops-course"] == "mlops_course.cli:main"
+    assert project["scripts"]["mlops-course"] == "mlops_course.course.cli:main"
 
 
 # Platforms the lock must install on from wheels alone (pure-Python sdists excepted): Linux, and macOS 14+ on

@@ -37,7 +37,8 @@ from conftest import NOTEBOOKS
 from reliability import lesson_harness as harness
 from reliability.test_reliability_failures import SERVER_CELLS, lesson_file
 
-from mlops_course import lab, process
+from mlops_course import process
+from mlops_course.course import lab
 
 LESSONS = ("00", "04", "08")
 CELL_TIMEOUT = 300

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mlops_course import lab
+from mlops_course.course import lab
 
 
 def test_lab_command_is_loopback_tokened_and_fetches_nothing(tmp_path):

@@ -1,6 +1,6 @@
 import pytest
 
-from mlops_course import lessons
+from mlops_course.course import lessons
 
 
 def test_catalogue_is_numbered_and_named_in_one_style():
@@ -33,4 +33,4 @@ def test_notebooks_readme_has_current_table():
     from conftest import NOTEBOOKS
 
     readme = (NOTEBOOKS / "README.md").read_text()
-    assert lessons.module_table(markdown=True) in readme, "run `python -m mlops_course.lessons` and paste it"
+    assert lessons.module_table(markdown=True) in readme, "run `python -m mlops_course.course.lessons` and paste it"

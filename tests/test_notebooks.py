@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from conftest import LESSON_FILES
 
-from mlops_course import lessons
+from mlops_course.course import lessons
 
 IGNORE_TAGS = {"nbval-ignore-output", "nbval-skip", "raises-exception"}
 ABSOLUTE_PATH = re.compile(r"(/work/|/root/|/home/|/tmp/|/private/var/|[A-Z]:\\\\Users)")

@@ -1,6 +1,6 @@
 """Reliability suite (issue 12): every lesson runs offline, leaves nothing behind, and repeats exactly.
 
-Each lesson is executed once with papermill (``mlops_course.runner.execute``, as ``mlops-course run`` does)
+Each lesson is executed once with papermill (``mlops_course.course.runner.execute``, as ``mlops-course run`` does)
 by ``tests/reliability/run_lesson.py``, inside a fresh network namespace with only loopback up (root and
 ``unshare`` needed; CI runs as root). From that one run this module checks:
 
@@ -33,7 +33,7 @@ from conftest import LESSON_FILES
 from reliability import lesson_harness as harness
 from reliability.lesson_harness import font_cache  # noqa: F401 - a fixture
 
-from mlops_course import editions
+from mlops_course.course import editions
 
 
 @pytest.mark.parametrize("path", LESSON_FILES, ids=[p.stem for p in LESSON_FILES])

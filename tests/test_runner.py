@@ -2,7 +2,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from mlops_course import lessons, runner
+from mlops_course.course import lessons, runner
 
 
 def test_parse_parameters_types_values():

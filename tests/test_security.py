@@ -22,7 +22,8 @@ import pytest
 from conftest import module_lesson, small_champion
 from mlflow.models import infer_signature
 
-from mlops_course import lessons, pipeline, process, serving
+from mlops_course import pipeline, process, serving
+from mlops_course.course import lessons
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "mlops_course"

@@ -14,7 +14,7 @@ from conftest import LESSON_FILES, NOTEBOOKS
 from markupsafe import escape
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from mlops_course import editions, lessons, site
+from mlops_course.course import editions, lessons, site
 
 ids = [p.stem for p in LESSON_FILES]
 REFERENCE = re.compile(r'\b(?:href|src)="([^"]+)"')

@@ -280,7 +280,7 @@ def before_exercises(learner_run, reference: Path, folder: Path) -> Path:
     learner edition's (the two editions are the same up to there), written to ``folder``: what nbval compares."""
     import nbformat
 
-    from mlops_course import editions
+    from mlops_course.course import editions
 
     stored = nbformat.read(reference, as_version=4)
     full = [c for c in stored.cells if c.cell_type == "code"]

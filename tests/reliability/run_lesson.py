@@ -6,7 +6,7 @@ overlay), this script:
 - becomes a child subreaper (``PR_SET_CHILD_SUBREAPER``), so every process the lesson leaves behind is
   re-parented to it and can be found;
 - samples the namespace's listening TCP sockets every 0.2 s while the lesson runs (``/proc/net/tcp``/``tcp6``);
-- runs the lesson with ``mlops_course.runner.execute`` (papermill, as ``mlops-course run`` does), or, with
+- runs the lesson with ``mlops_course.course.runner.execute`` (papermill, as ``mlops-course run`` does), or, with
   ``--interrupt-after TEXT``, first runs it cell by cell and SIGKILLs the kernel after the first cell whose
   source contains TEXT, then runs it again in full;
 - after each run lists its leftover descendants and listening sockets, then kills the leftovers;
@@ -227,7 +227,7 @@ def after_run(report: dict) -> dict:
 
 
 def full_run(notebook: Path, out_dir: Path) -> dict:
-    from mlops_course import runner
+    from mlops_course.course import runner
 
     lesson = SimpleNamespace(path=notebook, filename=notebook.name)  # what runner.execute reads of a lesson
     counters = no_route_counters()
@@ -246,7 +246,8 @@ def interrupted_run(notebook: Path, marker: str) -> dict:
     import nbformat
     from nbclient import NotebookClient
 
-    from mlops_course import paths, runner
+    from mlops_course import paths
+    from mlops_course.course import runner
 
     nb = nbformat.read(notebook, as_version=4)
     client = NotebookClient(nb, kernel_name=runner.KERNEL, resources={"metadata": {"path": str(paths.notebooks_dir())}})

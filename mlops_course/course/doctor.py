@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlops_course import data, paths
+from mlops_course import data, paths, prometheus_stack
 
 MIN_PYTHON = (3, 11)
 
@@ -53,26 +53,17 @@ def check_tool(name: str) -> CheckResult:
     return CheckResult(name, bool(found), "on PATH" if found else "not found", fixes.get(name, ""))
 
 
-# Lesson 09's monitoring stack: system packages, not Python ones.
-MONITORING_FIXES = {
-    "prometheus": "Debian/Ubuntu: `sudo apt-get install prometheus`; macOS: `brew install prometheus`",
-    "prometheus-alertmanager": "Debian/Ubuntu: `sudo apt-get install prometheus-alertmanager`; macOS: "
-                               "`brew install alertmanager` (its binary is called alertmanager there)",
-}
-
-
 def check_monitoring_tool(name: str) -> CheckResult:
     """``prometheus`` or ``prometheus-alertmanager`` (also found as ``alertmanager``), for lesson 09."""
-    from mlops_course import prometheus_stack
-
     names = prometheus_stack.PROMETHEUS if name == "prometheus" else prometheus_stack.ALERTMANAGER
     found = prometheus_stack.find_binary(names)
     detail = "installed (lesson 09)" if found else "not found: lesson 09 needs it"
-    return CheckResult(name, bool(found), detail, MONITORING_FIXES[name])
+    return CheckResult(name, bool(found), detail, prometheus_stack.INSTALL[name])
 
 
 def monitoring_checks() -> list[CheckResult]:
-    return [check_monitoring_tool(name) for name in MONITORING_FIXES]
+    """Lesson 09's monitoring stack: system packages, not Python ones."""
+    return [check_monitoring_tool(name) for name in prometheus_stack.INSTALL]
 
 
 def check_loopback() -> CheckResult:

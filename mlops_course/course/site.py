@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from mlops_course import editions, lessons, paths
+from mlops_course import paths
+from mlops_course.course import editions, lessons
 
 SITE_NAME = "MLOps, hands-on"
 MARKER = ".mlops-course-site"  # a folder with this file may be wiped and rebuilt; any other is left alone
@@ -194,8 +195,8 @@ def _lifecycle_png(target: Path) -> None:
 # ------------------------------------------------------------------------------------------ templates
 
 def site_file(name: str) -> str:
-    """A template, stylesheet or script of the site (package data in ``mlops_course/site_files/``)."""
-    return resources.files("mlops_course").joinpath("site_files", name).read_text(encoding="utf-8")
+    """A template, stylesheet or script of the site (package data in ``mlops_course/course/site_files/``)."""
+    return resources.files("mlops_course.course").joinpath("site_files", name).read_text(encoding="utf-8")
 
 
 

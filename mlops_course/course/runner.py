@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlops_course import lab, paths
-from mlops_course.lessons import LessonInfo
+from mlops_course import paths
+from mlops_course.course import lab
+from mlops_course.course.lessons import LessonInfo
 
 KERNEL = "python3"
 

@@ -15,7 +15,8 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlops_course import lessons, paths
+from mlops_course import paths
+from mlops_course.course import lessons
 
 EDITIONS = ("learner", "instructor")
 SOLUTION_TAG = "solution"

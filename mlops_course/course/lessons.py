@@ -101,5 +101,5 @@ def write_readme_table(readme: Path | None = None) -> Path:
     return readme
 
 
-if __name__ == "__main__":  # python -m mlops_course.lessons: refresh notebooks/README.md
+if __name__ == "__main__":  # python -m mlops_course.course.lessons: refresh notebooks/README.md
     print(f"updated {write_readme_table().relative_to(paths.REPO_ROOT)}")

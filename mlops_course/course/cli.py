@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from mlops_course import lessons as catalogue
-from mlops_course import paths, runner
+from mlops_course import paths
+from mlops_course.course import lessons as catalogue
+from mlops_course.course import runner
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,7 +71,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
 
 def cmd_edition(args: argparse.Namespace) -> int:
-    from mlops_course import editions
+    from mlops_course.course import editions
 
     try:
         editions.check_edition(args.edition)
@@ -82,7 +83,7 @@ def cmd_edition(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from mlops_course import editions, site
+    from mlops_course.course import editions, site
 
     try:
         editions.check_edition(args.edition)
@@ -99,7 +100,7 @@ def cmd_list(_: argparse.Namespace) -> int:
 
 
 def cmd_doctor(_: argparse.Namespace) -> int:
-    from mlops_course import doctor
+    from mlops_course.course import doctor
 
     results = doctor.run_checks()
     for result in results:
@@ -112,7 +113,7 @@ def cmd_doctor(_: argparse.Namespace) -> int:
 def cmd_lab(args: argparse.Namespace) -> int:
     import os
 
-    from mlops_course import lab
+    from mlops_course.course import lab
 
     command = lab.lab_command(port=args.port or lab.DEFAULT_PORT)
     os.execv(command[0], command)  # JupyterLab replaces this process; Ctrl+C stops it as usual
