@@ -13,6 +13,11 @@ from mlops_course.exercises.lesson00 import TOOL_STAGES
 def test_tools_to_stages_accepts_any_spelling_of_the_right_stages():
     assert evaluate("00.1", dict(TOOL_STAGES)).ok
     assert evaluate("00.1", {tool.lower(): f" {stage.upper()} " for tool, stage in TOOL_STAGES.items()}).ok
+    # The tool table's own names ("Evidently AI") and section 2's name for Prefect's stage ("feedback").
+    assert evaluate("00.1", {**{t: s for t, s in TOOL_STAGES.items() if t != "Evidently"},
+                             "Evidently AI": "monitoring", "Prefect": "feedback"}).ok
+    assert not evaluate("00.1", {**TOOL_STAGES, "Prefect": "monitoring"}).ok
+    assert not evaluate("00.1", {**{t: s for t, s in TOOL_STAGES.items() if t != "DVC"}, "DVCX": "data"}).ok
 
 
 @pytest.mark.parametrize(("change", "in_message", "in_hint"), [

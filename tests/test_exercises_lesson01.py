@@ -272,6 +272,37 @@ def test_metrics_data_version_accepts_v2_by_any_name(repo):
     assert evaluate("01.3", md5_of("".join(ROWS)), repo).ok
 
 
+def test_metrics_data_version_follows_the_stage_that_wrote_the_metrics(tools):
+    # prepare -> train (metrics.json) read v2; then v3 arrives and only a side stage, validate, is re-run on it.
+    repo = init_repo(tools / "traced", quiet=True)
+    data = repo / "data" / "bikes.csv"
+    data.parent.mkdir()
+    for tag, rows in (("v1", ROWS[:2]), ("v2", ROWS[2:])):
+        with open(data, "a") as fh:
+            fh.writelines(rows)
+        run("dvc add data/bikes.csv", repo, quiet=True)
+        run(["git", "add", "data"], repo, quiet=True)
+        run(["git", "commit", "-qm", f"data {tag}"], repo, quiet=True)
+        run(["git", "tag", tag], repo, quiet=True)
+    run("dvc stage add -n prepare -d data/bikes.csv -o prepared.csv cp data/bikes.csv prepared.csv", repo, quiet=True)
+    run(["dvc", "stage", "add", "-n", "train", "-d", "prepared.csv", "-M", "metrics.json",
+         "wc -l < prepared.csv > metrics.json"], repo, quiet=True)
+    run(["dvc", "stage", "add", "-n", "validate", "-d", "data/bikes.csv", "-o", "report.txt",
+         "wc -c < data/bikes.csv > report.txt"], repo, quiet=True)
+    run("dvc repro", repo, quiet=True)
+    run(["git", "add", "-A"], repo, quiet=True)
+    run(["git", "commit", "-qm", "pipeline"], repo, quiet=True)
+    with open(data, "a") as fh:
+        fh.write("1,Feb,7\n")
+    run("dvc add data/bikes.csv", repo, quiet=True)
+    run(["git", "commit", "-qm", "data v3", "data/bikes.csv.dvc"], repo, quiet=True)
+    run(["git", "tag", "v3"], repo, quiet=True)
+    run("dvc repro validate", repo, quiet=True)  # dvc.lock: validate on v3, prepare and train still on v2
+    assert evaluate("01.3", "v2", repo).ok
+    newest = evaluate("01.3", "v3", repo)
+    assert not newest.ok and "newest" in newest.message
+
+
 def test_metrics_data_version_names_the_mistake(repo):
     newest = evaluate("01.3", "v3", repo)
     assert not newest.ok and "newest" in newest.message and "dvc.lock" in newest.hint

@@ -1,5 +1,6 @@
 import os
 import shutil
+import time
 
 import mlflow
 import pytest
@@ -196,6 +197,25 @@ def test_shortlist_right_answer(store):
     feedback = evaluate("02.3", list(TOP3))
     assert feedback.ok and str(TOP3) in feedback.message
     assert evaluate("02.3", tuple(TOP3)).ok
+
+
+def test_shortlist_after_the_search_ran_twice(store):
+    # A second search (the cell run again) has children with the same names: the newest search is judged.
+    client = mlflow.MlflowClient()
+    experiment_id = mlflow.get_experiment_by_name(EXPERIMENT).experiment_id
+    time.sleep(0.01)  # a later start time than the first search
+    second = client.create_run(experiment_id, run_name="search").info.run_id
+    newest = {}
+    for name, kind, mae in CANDIDATES:
+        child = client.create_run(experiment_id, run_name=name, tags={"mlflow.parentRunId": second})
+        client.log_metric(child.info.run_id, "valid_mae", mae)
+        newest[name] = child.info.run_id
+    for name in TOP3:
+        client.set_tag(newest[name], "review", "shortlist")
+    assert evaluate("02.3", list(TOP3)).ok
+    client.set_tag(newest["rf-max_depth=6"], "review", "shortlist")  # a fourth, wrong one is still refused
+    feedback = evaluate("02.3", [*TOP3, "rf-max_depth=6"])
+    assert not feedback.ok and "rf-max_depth=6" in feedback.message
 
 
 def test_shortlist_nothing_tagged(store):

@@ -34,3 +34,18 @@ def test_notebooks_readme_has_current_table():
 
     readme = (NOTEBOOKS / "README.md").read_text()
     assert lessons.module_table(markdown=True) in readme, "run `python -m mlops_course.course.lessons` and paste it"
+
+
+@pytest.mark.parametrize("info", lessons.CATALOGUE, ids=lambda info: info.number)
+def test_one_estimate_of_minutes_per_lesson(info):
+    """The catalogue's minutes (the module table), the lesson's own "Estimated time" and the instructor note's
+    timing say the same number."""
+    import re
+
+    import yaml
+    from conftest import NOTEBOOKS
+
+    stated = re.findall(r"Estimated time:\*\* (\d+) minutes", info.path.read_text())
+    note = yaml.safe_load((NOTEBOOKS / "instructor_notes.yml").read_text())[info.number]["timing"]
+    assert stated == [str(info.minutes)], f"{info.filename} states {stated}, the catalogue {info.minutes}"
+    assert note.startswith(f"{info.minutes} minutes"), f"the instructor note says {note.split(':')[0]!r}"

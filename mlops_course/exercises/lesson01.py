@@ -18,6 +18,7 @@ from mlops_course.exercises import correct, exercise, wrong
 from mlops_course.versioning import CommandError, execute
 
 DATA_PATH = "data/bikes.csv"
+METRICS_PATH = "metrics.json"  # what train.py writes; exercise 3 asks which data it came from
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 REDIRECT = re.compile(r"^\d*[<>]+&?")
 # The pipeline the learner builds in section 7; exercise 2 adds a stage upstream of TRAIN_STAGE.
@@ -263,15 +264,36 @@ def upstream_stage(answer, repo: str | Path = ".") -> object:
 
 # ---------------------------------------------------------------- 01.3
 def _used_md5(repo: Path) -> str | None:
+    """The md5 of data/bikes.csv behind metrics.json: the stage that wrote it, then the stages upstream of it
+    (nearest first), as dvc.lock records them. A stage run on its own later (``dvc repro validate`` on new data)
+    is not upstream of the metrics unless the metrics' stage reads what it wrote."""
     lock_file = repo / "dvc.lock"
     if not lock_file.is_file():
         return None
-    used = None
-    for entry in (_yaml(lock_file.read_text()).get("stages") or {}).values():
-        for dep in entry.get("deps") or []:
+    stages = _yaml(lock_file.read_text()).get("stages") or {}
+
+    def outs(entry) -> list[str]:
+        return [str(out.get("path", "")).rstrip("/") for out in entry.get("outs") or []]
+
+    def writes(entry, path: str) -> bool:
+        return any(path == out or path.startswith(out + "/") for out in outs(entry))
+
+    queue = [name for name, entry in stages.items() if METRICS_PATH in outs(entry)]
+    if not queue:  # no stage declares the metrics file: any stage that read the data
+        queue = list(stages)
+    seen = set()
+    while queue:
+        name = queue.pop(0)
+        if name in seen:
+            continue
+        seen.add(name)
+        deps = stages[name].get("deps") or []
+        for dep in deps:
             if dep.get("path") == DATA_PATH:
-                used = dep.get("md5")
-    return used
+                return dep.get("md5")
+        for dep in deps:
+            queue.extend(other for other, entry in stages.items() if writes(entry, str(dep.get("path", ""))))
+    return None
 
 
 @exercise("01.3", "find the data version behind the metrics")

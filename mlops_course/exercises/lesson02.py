@@ -96,7 +96,8 @@ def missing_metric(answer: str, experiment: str = EXPERIMENT) -> object:
                      f"months ({_text(row, 'tags.train_months')}).",
                      "evaluate the baseline model itself on train_df: pipeline.evaluate(model, train_df)['mae'].")
     return correct(f"run {answer!r}: train MAE {train_mae:.2f} vs validation MAE {valid_mae:.2f}; the gap is "
-                   f"how much the forest overfits its training months.")
+                   f"part overfitting (the forest knows its own training hours) and part the change from the "
+                   f"training months to a month it has not seen.")
 
 
 @exercise("02.2", "find the best random forest with a filter")
@@ -147,8 +148,9 @@ def shortlist(answer, experiment: str = EXPERIMENT, parent: str = "search", tag:
     parents = runs[runs.get(NAME) == parent] if NAME in runs else runs.iloc[0:0]
     if parents.empty:
         return wrong(f"no parent run named {parent!r} in {experiment!r}.", "run the hyperparameter search cell.")
-    parent_ids = set(parents["run_id"])
-    children = runs[runs.get("tags.mlflow.parentRunId").isin(parent_ids)] if "tags.mlflow.parentRunId" in runs \
+    # The newest search only: the search cell run twice leaves two parents whose children share their names.
+    newest = parents.sort_values("start_time")["run_id"].iloc[-1] if "start_time" in parents else parents["run_id"].iloc[0]
+    children = runs[runs.get("tags.mlflow.parentRunId") == newest] if "tags.mlflow.parentRunId" in runs \
         else runs.iloc[0:0]
     children = children.dropna(subset=["metrics.valid_mae"]).sort_values(["metrics.valid_mae", NAME])
     expected = list(children[NAME].head(size))
