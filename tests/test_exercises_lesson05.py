@@ -56,6 +56,20 @@ def test_psi_by_hand_names_another_empty_share(weather, eps):
     assert not feedback.ok and "drift.PSI_EPS" in feedback.hint and f"{eps:g}" in feedback.message
 
 
+def test_psi_by_hand_refuses_a_sum_without_the_empty_category():
+    # In the lesson's July this lands within printing precision of the PSI (0.3984 against 0.3987). Here the
+    # empty category has a share of 0.002 in the reference, so no empty-share variant gives the same sum.
+    reference = pd.Series([1.0] * 500 + [2.0] * 300 + [3.0] * 198 + [4.0] * 2)
+    current = pd.Series([1.0] * 70 + [2.0] * 20 + [3.0] * 10)
+    e = reference.value_counts(normalize=True)
+    a = current.value_counts(normalize=True).reindex(e.index, fill_value=0.0)
+    kept = a > 0
+    dropped = float(np.sum((a[kept] - e[kept]) * np.log(a[kept] / e[kept])))
+    feedback = evaluate("05.1", dropped, reference, current)
+    assert not feedback.ok and "does not have" in feedback.message and "drift.PSI_EPS" in feedback.hint
+    assert evaluate("05.1", drift.psi(reference, current, categorical=True), reference, current).ok
+
+
 def test_psi_by_hand_wants_a_number(weather):
     feedback = evaluate("05.1", "0.3", *weather)
     assert not feedback.ok and "one number" in feedback.message
