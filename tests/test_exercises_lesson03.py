@@ -110,6 +110,13 @@ def test_03_3_accepts_both_outcomes_of_a_gate_with_the_margin(two_versions, mont
     assert promoted.promoted and feedback.ok and "promoted" in feedback.message, feedback
     assert evaluate("03.3", promoted, 0.05).ok  # the held-out month is optional for the check
 
+    feb_may = _rows(months, ["Feb", "March", "April", "May"])  # the exercise's own challenger, full size
+    honest_version = _register(pipeline.train(feb_may), feb_may)
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(registry.MODEL_NAME, "champion", "2")
+    feedback = evaluate("03.3", registry.promote_if_better(honest_version, june, margin=0.05), 0.05, june)
+    assert feedback.ok, feedback
+
 
 def test_03_3_rejects_wrong_gates_with_a_hint(two_versions, months):
     june, client = months["June"], mlflow.MlflowClient()
@@ -134,6 +141,12 @@ def test_03_3_rejects_wrong_gates_with_a_hint(two_versions, months):
     twin = _register(pipeline.train(jan_feb, n_estimators=4, max_depth=8), jan_feb)
     feedback = evaluate("03.3", registry.promote_if_better(twin, june, margin=0.05), 0.05, june)
     assert not feedback.ok and "same model" in feedback.message and "February to May" in feedback.hint
+
+    leaked_rows = _rows(months, ["Feb", "March", "April", "May", "June"])  # it learned the month that judges it
+    leaked = _register(pipeline.train(leaked_rows, n_estimators=10, max_depth=14), leaked_rows)
+    feedback = evaluate("03.3", registry.promote_if_better(leaked, june, margin=0.05), 0.05, june)
+    assert not feedback.ok and "learned that month" in feedback.message and "February to May" in feedback.hint
+    client.set_registered_model_alias(registry.MODEL_NAME, "champion", "2")
 
     assert "GateResult" in evaluate("03.3", "promoted", 0.05).message
     nobody = registry.GateResult(True, "3", None, 10.0, None, "no champion yet: the challenger is promoted", 0.05)

@@ -84,6 +84,20 @@ def trusted_types(answer, skops_file) -> object:
     return correct(f"with exactly {sorted(needed)} trusted, skops loads the {type(model).__name__}.")
 
 
+CHALLENGER_MONTHS = ("Feb", "March", "April", "May")  # what exercise 3's challenger learns
+LEAK_RATIO = 0.7  # a held-out MAE below 70 % of an honest refit's means the model saw the held-out month
+
+
+def _refit(model, months):
+    """An unfitted copy of ``model`` (same kind and settings, seed included) fitted on ``months``."""
+    from sklearn.base import clone
+
+    from mlops_course import data, pipeline
+
+    X, y = pipeline.xy(data.select_months(data.load_bikeshare(), list(months)))
+    return clone(model).fit(X, y)
+
+
 @exercise("03.3", "a gate with a safety margin")
 def gate_with_margin(answer, margin: float = 0.05, holdout=None, name: str = "bike-demand") -> object:
     import math
@@ -116,6 +130,14 @@ def gate_with_margin(answer, margin: float = 0.05, holdout=None, name: str = "bi
             return wrong(f"version {answer.challenger_version} scores MAE {on_holdout:.2f} on the held-out month, "
                          f"but this gate saw {answer.challenger_mae:.2f}: it was scored on other data.",
                          "pass june (the month neither model trained on) to promote_if_better.")
+        # A model that learned the held-out month scores far better on it than the same model trained without it.
+        honest = pipeline.evaluate(_refit(challenger, CHALLENGER_MONTHS), holdout)["mae"]
+        if on_holdout < LEAK_RATIO * honest:
+            return wrong(f"version {answer.challenger_version} scores MAE {on_holdout:.2f} on the held-out month, far "
+                         f"better than the same model trained on {'-'.join(CHALLENGER_MONTHS[::3])} "
+                         f"({honest:.2f}): it has learned that month, so the gate cannot judge it.",
+                         "train the challenger on February to May only: the month that judges a model must be one "
+                         "it never saw.")
     if math.isclose(answer.challenger_mae, answer.champion_mae, abs_tol=1e-9):
         return wrong("the challenger scores exactly like the champion: it is the same model, trained on the same "
                      "months.", "train the challenger on February to May (leave January out).")
