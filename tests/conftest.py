@@ -10,6 +10,23 @@ NOTEBOOKS = REPO / "notebooks"
 LESSON_FILES = sorted(NOTEBOOKS.glob("[0-9][0-9]-*.ipynb"))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _no_mlflow_state_between_files():
+    """After each test file, end any run it left active and forget its active experiment.
+
+    MLflow keeps both in the process, and with ``--dist loadfile`` the next file in the same worker may work
+    in another store, where that experiment id names nothing (or another experiment).
+    """
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+        from mlflow.tracking import fluent
+
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        fluent._active_experiment_id = None
+
+
 @pytest.fixture
 def lesson_env(tmp_path, monkeypatch):
     """Workspace root in a temp folder; cwd and environment restored after the test."""

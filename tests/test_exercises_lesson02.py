@@ -4,6 +4,7 @@ import time
 
 import mlflow
 import pytest
+from mlflow.tracking import fluent
 from sklearn.metrics import mean_absolute_error
 
 from mlops_course import data, pipeline
@@ -45,14 +46,18 @@ def template(tmp_path_factory):
 
     ids = {"baseline": run("rf-baseline", {"model_kind": "random_forest"}, {"valid_mae": 46.7})}
     client.set_tag(ids["baseline"], "train_months", ",".join(TRAIN_MONTHS))
-    saved_uri = mlflow.get_tracking_uri()
+    saved_uri, saved_experiment = mlflow.get_tracking_uri(), fluent._active_experiment_id
     mlflow.set_tracking_uri(f"sqlite:///{path}")
+    # start_run(run_id=...) refuses a run outside the active experiment, and an earlier test file in this
+    # worker may have left another store's experiment active: make this store's experiment the active one.
+    mlflow.set_experiment(experiment_id=experiment_id)
     try:
         with mlflow.start_run(run_id=ids["baseline"]):  # the baseline's model, as section 2 logs it
             mlflow.sklearn.log_model(baseline_model(), name="model", pip_requirements=["scikit-learn", "skops"],
                                      skops_trusted_types=pipeline.SKOPS_TRUSTED["random_forest"])
     finally:
         mlflow.set_tracking_uri(saved_uri)
+        fluent._active_experiment_id = saved_experiment
     parent = run("search", {"families": "random_forest,gradient_boosting,ridge"})
     for name, kind, mae in CANDIDATES:
         ids[name] = run(name, {"model_kind": kind}, {"valid_mae": mae}, parent=parent)

@@ -106,6 +106,7 @@ class KernelSession:
         self._sampling = True
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
+        self.wait_ready()
 
     def _kernel_tree(self) -> list[psutil.Process]:
         """The kernels JupyterLab runs and every process below them."""
@@ -142,7 +143,11 @@ class KernelSession:
         outputs, status, idle = [], None, False
         deadline = time.monotonic() + CELL_TIMEOUT
         while status is None or not idle:
-            self.ws.settimeout(max(1.0, deadline - time.monotonic()))
+            left = deadline - time.monotonic()
+            if left <= 0:  # checked here too: unrelated messages arriving would keep recv from timing out
+                missing = "its execute_reply" if status is None else "the kernel's idle status on iopub"
+                raise AssertionError(f"cell {code[:60]!r}: no {missing} within {CELL_TIMEOUT} s")
+            self.ws.settimeout(left)
             message = json.loads(self.ws.recv())
             if message.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
@@ -172,8 +177,12 @@ class KernelSession:
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        """Ask for kernel_info until the kernel answers, as the front end does after a restart: a request sent
-        before the restarted kernel's channels are connected can be dropped, and its reply would never come."""
+        """Ask for kernel_info until the kernel answers on both channels, as the front end does on connecting
+        and after a restart.
+
+        A request sent before the restarted kernel's channels are connected can be dropped, and so can iopub
+        messages: the reply on shell alone does not prove that iopub is connected, and a cell whose idle status
+        is lost would wait for it forever. The idle status of the kernel_info request on iopub does."""
         import websocket
 
         deadline = time.monotonic() + timeout
@@ -183,16 +192,22 @@ class KernelSession:
                 "header": {"msg_id": msg_id, "msg_type": "kernel_info_request", "session": self.client_session,
                            "username": "learner", "version": "5.3", "date": ""},
                 "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [], "content": {}}))
-            self.ws.settimeout(2.0)
+            replied = idle = False
+            answer_by = time.monotonic() + 2.0
             try:
-                while True:
+                while not (replied and idle) and time.monotonic() < answer_by:
+                    self.ws.settimeout(max(0.05, answer_by - time.monotonic()))
                     message = json.loads(self.ws.recv())
-                    if (message.get("parent_header", {}).get("msg_id") == msg_id
-                            and message["header"]["msg_type"] == "kernel_info_reply"):
-                        return
+                    if message.get("parent_header", {}).get("msg_id") != msg_id:
+                        continue
+                    kind = message["header"]["msg_type"]
+                    replied |= message["channel"] == "shell" and kind == "kernel_info_reply"
+                    idle |= kind == "status" and message["content"].get("execution_state") == "idle"
             except websocket.WebSocketTimeoutException:
-                continue
-        raise AssertionError(f"the kernel did not answer kernel_info within {timeout:.0f} s of its restart")
+                pass
+            if replied and idle:
+                return
+        raise AssertionError(f"the kernel did not answer kernel_info on shell and iopub within {timeout:.0f} s")
 
     def close(self) -> list[str]:
         """Shut the session down; return what it left behind (live processes, listening sockets)."""
