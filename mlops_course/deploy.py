@@ -493,7 +493,7 @@ def mlflow_serve(model_uri: str = f"models:/{registry.MODEL_NAME}@champion", *, 
     command = [str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
                "--host", "127.0.0.1", "--port", "{port}", "--workers", "1"]
     env = {"MLFLOW_TRACKING_URI": tracking_uri, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-           "PYTHONWARNINGS": "ignore", "TQDM_DISABLE": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
+           "TQDM_DISABLE": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
     return BackgroundServer(command, log_file=Path(log_file).resolve(), port=port, health_path="/health",
                             startup_timeout=startup_timeout, name="mlflow-models-serve", env=env)
 

@@ -28,7 +28,6 @@ OFFLINE_ENV = {
     "MLFLOW_ENABLE_ARTIFACTS_DESTINATION": "false",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "TQDM_DISABLE": "1",
-    "PYTHONWARNINGS": "ignore",
     "GIT_PAGER": "cat",
     "PAGER": "cat",
 }

@@ -407,7 +407,7 @@ def start_service(model_name: str = registry.MODEL_NAME, alias: str = "champion"
     log_file = Path(log_file).resolve() if log_file is not None else Path.cwd() / "service.log"
     server = BackgroundServer(command, log_file=log_file, port=port, health_path="/health",
                               startup_timeout=startup_timeout, name=f"bike-service-{backend}",
-                              env={"MLFLOW_TRACKING_URI": tracking_uri, "PYTHONWARNINGS": "ignore"})
+                              env={"MLFLOW_TRACKING_URI": tracking_uri})
     return server.start() if start else server
 
 
