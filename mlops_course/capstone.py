@@ -184,7 +184,8 @@ def naive_mae(bikes: pd.DataFrame, month: str) -> float:
 def drift_share(bikes: pd.DataFrame, trained_on: Sequence[str], batch: pd.DataFrame) -> float:
     """Lesson 05's drift measure: share of features that drift, ``batch`` against the months ``trained_on``."""
     reference = pipeline.make_features(data.select_months(bikes, trained_on))
-    table = drift.drift_table(reference, pipeline.make_features(batch), categorical=CATEGORICAL)
+    table = drift.drift_table(reference, pipeline.make_features(batch), categorical=CATEGORICAL,
+                              categorical_test="jensenshannon")
     return drift.drift_share(table)
 
 

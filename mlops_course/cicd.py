@@ -203,8 +203,13 @@ from mlops_course import pipeline, registry
 from mlops_course.serving import create_app
 
 
-def wait_healthy(url, timeout=float(os.environ.get("SERVICE_WAIT", "120"))):
-    """Wait until the service at ``url`` answers 200 on /health (a container takes a while to start)."""
+def wait_healthy(url, timeout=None):
+    """Wait until the service at ``url`` answers 200 on /health (a container takes a while to start).
+
+    ``timeout`` defaults to $SERVICE_WAIT seconds (120), read when the wait starts.
+    """
+    if timeout is None:
+        timeout = float(os.environ.get("SERVICE_WAIT", "120"))
     deadline = time.monotonic() + timeout
     while True:
         try:

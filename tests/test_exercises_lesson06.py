@@ -43,6 +43,22 @@ def test_warmer_test_that_can_fail_is_correct(model_and_june):
     model, X = model_and_june
     assert evaluate("06.2", good_test, model, X).ok
 
+    def hot_against_cold(model, X):  # another correct test: the same hours on a hot and on a cold day
+        hot, cold = X.assign(temp=0.8, atemp=0.75), X.assign(temp=0.2, atemp=0.2)
+        assert model.predict(hot).mean() > model.predict(cold).mean()
+
+    assert evaluate("06.2", hot_against_cold, model, X).ok
+
+
+def test_warmer_test_that_checks_a_level_is_not_directional(model_and_june):
+    model, X = model_and_june
+
+    def plausible_level(model, X):  # fails for a model that lowers every prediction, not for a backwards one
+        assert model.predict(X).mean() > 100  # June's hours average about 240 bikes
+
+    feedback = evaluate("06.2", plausible_level, model, X)
+    assert not feedback.ok and "also passes" in feedback.message
+
 
 def test_warmer_test_typical_mistakes(model_and_june):
     model, X = model_and_june
@@ -90,6 +106,11 @@ def test_manual_approval_right_answers():
     doc["jobs"]["register"]["environment"] = {"name": "production", "url": "https://example.org"}
     assert evaluate("06.3", doc).ok
     assert evaluate("06.3", cicd_workflow.bike_workflow(environment="production")).ok
+    for condition in ("${{ fromJSON(needs.gate.outputs.promote) && github.event_name == 'push' }}",
+                      "github.event_name != 'pull_request' && 'TRUE' == needs.gate.outputs.promote",
+                      "success() && needs.gate.outputs.promote == 'true' && !startsWith(github.event_name, 'pull')"):
+        doc["jobs"]["register"]["if"] = condition
+        assert evaluate("06.3", doc).ok, condition
 
 
 def test_manual_approval_typical_mistakes():
@@ -103,6 +124,15 @@ def test_manual_approval_typical_mistakes():
     no_gate = workflow()
     no_gate["jobs"]["register"].update(environment="production", **{"if": "always()"})
     assert "gate's decision" in evaluate("06.3", no_gate).message
+    spelled_not_checked = workflow()  # names the output, but runs whatever its value
+    spelled_not_checked["jobs"]["register"].update(
+        environment="production", **{"if": "needs.gate.outputs.promote != '' && github.event_name != 'pull_request'"})
+    feedback = evaluate("06.3", spelled_not_checked)
+    assert not feedback.ok and "'false'" in feedback.message and "promote == 'true'" in feedback.hint
+    from_pull_requests = workflow()
+    from_pull_requests["jobs"]["register"].update(environment="production",
+                                                  **{"if": "needs.gate.outputs.promote == 'true'"})
+    assert "pull request" in evaluate("06.3", from_pull_requests).message
     broken = workflow()
     broken["jobs"]["register"]["environment"] = "production"
     broken["jobs"]["register"]["needs"] = "evaluate"

@@ -46,9 +46,13 @@ def registered(lesson_env):
     return versions
 
 
-def result(version, months=RETRAIN_MONTHS, holdout="June", promoted=True):
+LESSON_PARAMS = {"n_estimators": 20, "max_depth": 8}
+
+
+def result(version, months=RETRAIN_MONTHS, holdout="June", promoted=True, params=LESSON_PARAMS):
     return SimpleNamespace(train_months=tuple(months), holdout_month=holdout, model_version=version,
-                           metrics={"mae": 31.5}, promoted=promoted)
+                           metrics={"mae": 31.5}, promoted=promoted, model_kind="random_forest",
+                           model_params=pipeline.as_params(params, "random_forest"))
 
 
 def test_retrain_right_answers(registered):
@@ -68,6 +72,16 @@ def test_retrain_typical_mistakes(registered):
     assert "register=True" in evaluate("07.1", result(None)).hint
     other = evaluate("07.1", result(registered[("Jan",)]))
     assert not other.ok and "was not trained on" in other.message
+
+
+def test_retrain_with_the_lessons_settings(registered):
+    good = registered[tuple(RETRAIN_MONTHS)]
+    assert evaluate("07.1", result(good), model_params=LESSON_PARAMS).ok
+    defaults_spelled_out = {**LESSON_PARAMS, "min_samples_leaf": pipeline.DEFAULT_PARAMS["random_forest"]["min_samples_leaf"]}
+    assert evaluate("07.1", result(good), model_params=defaults_spelled_out).ok  # the same settings, written out
+    for params in ({"n_estimators": 40, "max_depth": 8}, {"n_estimators": 20}):  # other trees; the default depth
+        feedback = evaluate("07.1", result(good, params=params), model_params=LESSON_PARAMS)
+        assert not feedback.ok and "model_params=model_params" in feedback.hint
 
 
 # ---------------------------------------------------------------- 07.2 cache prediction

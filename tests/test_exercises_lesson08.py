@@ -153,6 +153,8 @@ def test_trace_right_answers(answer):
     ("cf4", "too short"),
     ("0000000", "not the data commit of any model version"),
     ("-", "not the data commit"),
+    ("cf43aa9 and 070203b", "not the data commit"),  # starts with the right hash, names two commits
+    ("cf43aa9-old", "not the data commit"),
 ])
 def test_trace_wrong_answers(answer, words):
     feedback = evaluate("08.3", answer, timeline=TIMELINE, lineage=LINEAGE)

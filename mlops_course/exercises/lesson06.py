@@ -48,14 +48,20 @@ def which_check(answer: Mapping) -> object:
 
 
 class _ColderIsBusier:
-    """A model wrapper that lowers demand as the temperature rises: the bad model a test must catch."""
+    """A model wrapper that lowers demand as the temperature rises: the bad model a test must catch.
 
-    def __init__(self, model):
+    The penalty is centred on the check's own temperatures, so on those hours it predicts the trained model's
+    mean: only a test that changes the temperature can tell the two apart, not one that checks a level.
+    """
+
+    def __init__(self, model, X):
         self.model = model
         self.feature_names_in_ = getattr(model, "feature_names_in_", None)
+        self.centre = {column: float(X[column].mean()) for column in ("temp", "atemp")}
 
     def predict(self, X):
-        return self.model.predict(X) - 400.0 * X["temp"].to_numpy() - 400.0 * X["atemp"].to_numpy()
+        penalty = sum(400.0 * (X[column].to_numpy() - centre) for column, centre in self.centre.items())
+        return self.model.predict(X) - penalty
 
 
 def _outcome(test, model, X) -> str:
@@ -78,7 +84,7 @@ def warmer_test(answer, model, X) -> object:
         hint = ("compare the mean prediction, not every hour: trees are not monotone, a few hours may dip."
                 if good == "failed" else "call model.predict on a DataFrame with the columns of X.")
         return wrong(f"on the trained model your test {good}.", hint)
-    bad = _outcome(answer, _ColderIsBusier(model), X)
+    bad = _outcome(answer, _ColderIsBusier(model, X), X)
     if bad == "passed":
         return wrong("your test also passes for a model that predicts fewer bikers when it gets warmer.",
                      "raise temp (and atemp) by 0.1, clip to 1, and assert the mean prediction does not drop.")
@@ -86,6 +92,29 @@ def warmer_test(answer, model, X) -> object:
         return wrong(f"on a bad model your test {bad} instead of failing with an assertion.",
                      "use assert, so pytest reports a failure, not an error.")
     return correct("it passes for the trained model and fails for a model that dislikes warm weather.")
+
+
+def _register_condition_problem(condition) -> str | None:
+    """What is wrong with the register job's ``if:``, judged by evaluating it; None when it is right."""
+    from mlops_course import gha_expr
+
+    if condition is None:
+        return "is gone, so it runs whatever the gate decided"
+
+    def runs(promote: str, event: str) -> bool:
+        return gha_expr.evaluate(condition, {"needs": {"gate": {"outputs": {"promote": promote}}},
+                                             "github": {"event_name": event, "ref": "refs/heads/main"}})
+
+    try:
+        if not runs("true", "push"):
+            return "stops it even when the gate says promote"
+        if runs("false", "push"):
+            return "lets it run when the gate says 'false', so it no longer checks the gate's decision"
+        if runs("true", "pull_request"):
+            return "lets a pull request move the champion"
+    except gha_expr.ExpressionError as exc:
+        return f"is not an expression GitHub reads ({exc})"
+    return None
 
 
 @exercise("06.3", "manual approval before the champion moves")
@@ -112,7 +141,8 @@ def manual_approval(answer) -> object:
     if str(name) != "production":
         return wrong(f"the register job waits for environment {name!r}.",
                      "use the environment the reviewers guard: production.")
-    if "promote" not in str(register.get("if", "")):
-        return wrong("the register job no longer checks the gate's decision.",
-                     "keep if: needs.gate.outputs.promote == 'true' ...")
+    problem = _register_condition_problem(register.get("if"))
+    if problem:
+        return wrong(f"the register job's condition {problem}.",
+                     "keep if: needs.gate.outputs.promote == 'true' && github.event_name != 'pull_request'")
     return correct(f"register now waits for approval in 'production' after the gate ({len(report.order)} jobs).")

@@ -30,7 +30,7 @@ def _server_missing():
 
 
 @exercise("07.1", "retrain on one more month")
-def retrain(answer) -> object:
+def retrain(answer, model_params: Mapping | None = None) -> object:
     needed = ("train_months", "holdout_month", "model_version", "metrics")
     if not all(hasattr(answer, name) for name in needed):
         return wrong(f"expected the object training_flow returns, got {type(answer).__name__}.",
@@ -42,6 +42,18 @@ def retrain(answer) -> object:
     if answer.holdout_month != RETRAIN_HOLDOUT:
         return wrong(f"the holdout month is {answer.holdout_month!r}, not 'June'.",
                      "evaluate on the month after the training months: holdout_month='June'.")
+    if model_params is not None:  # the same recipe as the champion, so only the extra month differs
+        from mlops_course import pipeline
+
+        kind = getattr(answer, "model_kind", "random_forest")
+        used = dict(getattr(answer, "model_params", {}) or {})
+        expected = pipeline.as_params(model_params, kind)
+        changed = {k: (used.get(k), v) for k, v in expected.items() if used.get(k) != v}
+        if changed:
+            key, (got, want) = next(iter(changed.items()))
+            return wrong(f"the flow trained with {key}={got!r}, the lesson's model_params say {want!r}: the new "
+                         f"version differs from the champion in more than its months.",
+                         "pass model_params=model_params, the settings the champion was trained with.")
     if answer.model_version is None:
         return wrong("the model was logged but not registered.", "call the flow with register=True.")
     import mlflow

@@ -114,7 +114,7 @@ def trace(answer, *, timeline, lineage):
 
     def same(commit: str) -> bool:  # a short hash names a commit by its first characters
         commit = str(commit).lower()
-        return len(text) >= 7 and commit not in ("-", "none") and (commit.startswith(text) or text.startswith(commit))
+        return HEX.fullmatch(text) is not None and len(text) >= 7 and commit not in ("-", "none") and (commit.startswith(text) or text.startswith(commit))
 
     if same(expected):
         return correct(f"November's predictions came from v{version}, trained on data commit {expected}.")
