@@ -11,12 +11,12 @@ below it (``tests/test_layers.py`` checks this):
   their versions (``pipeline``, ``versioning``, ``stages``), tracking and the registry (``tracking``,
   ``registry``, ``tuning``), packaging and serving (``packaging``, ``model_loader``, ``serving``,
   ``request_log``, ``loadtest``, ``deploy``), monitoring (``monitoring``, ``drift``, ``alerts``, ``traffic``,
-  ``webhook``), CI/CD (``cicd``, ``cicd_workflow``, ``lint``), orchestration (``orchestration``,
+  ``webhook``), CI/CD (``cicd``, ``cicd_workflow``, ``gha_expr``, ``lint``), orchestration (``orchestration``,
   ``flow_display``), the capstone (``capstone``), drawings (``diagrams``) and the exercises' checks
   (``exercises``).
-- **shared plumbing**: where files live (``paths``), the offline switches (``offline``), a lesson's workspace
-  (``workspace``, ``empty_stores``), background servers and their warden (``process``, ``warden``), and the
-  servers themselves (``mlflow_launch``, ``prefect_server``, ``stage_server``, ``postgres``, ``object_store``,
+- **shared plumbing**: where files live (``paths``), the files the lessons write, kept as templates
+  (``templates``), the offline switches (``offline``), a lesson's workspace (``workspace``, ``empty_stores``),
+  background servers and their warden (``process``, ``warden``), and the servers themselves (``mlflow_launch``, ``prefect_server``, ``stage_server``, ``postgres``, ``object_store``,
   ``prometheus_stack``).
 """
 

@@ -125,28 +125,10 @@ def build_context_dockerfile(wheel: str, *, python: str | None = None, port: int
     """The Dockerfile of a build context from :func:`write_build_context`: the serving requirements in one
     cached layer, the course package from its wheel (``--no-deps``: its dependencies are the layer before), a
     numeric non-root user, a HEALTHCHECK on ``/health``, JSON-form ``ENTRYPOINT`` and ``CMD``."""
-    base = packaging.dockerfile_base(python=python, port=port, requirements=requirements)
-    return f"""\
-# The bike-demand prediction service: GET /health, POST /predict, POST /reload, GET /metrics.
-#   docker build -t bike-demand-service:1 .
-#   docker run --rm -p 127.0.0.1:{port}:{port} -e MLFLOW_TRACKING_URI=http://mlflow:5000 bike-demand-service:1
-{base}
-# The course package itself, without its dependencies: the layer above installed them.
-COPY {wheel} .
-RUN pip install --no-cache-dir --no-deps {wheel} \\
-    && useradd --create-home --uid 10001 app && mkdir /srv/logs && chown 10001 /srv/logs
-# A numeric user: Kubernetes' runAsNonRoot can only verify a number.
-USER 10001
+    from mlops_course import templates
 
-EXPOSE {port}
-HEALTHCHECK --interval=30s --timeout=3s \\
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/health')"]
-# Inside a container the server listens on all interfaces so the port mapping can reach it.
-ENTRYPOINT ["python", "-m", "mlops_course.serving", "--host", "0.0.0.0", "--port", "{port}", \\
-            "--request-log", "/srv/logs/requests.jsonl"]
-# Arguments that a Kubernetes `args:` may replace.
-CMD ["--alias", "champion"]
-"""
+    base = packaging.dockerfile_base(python=python, port=port, requirements=requirements)
+    return templates.render("service.Dockerfile", port=port, base=base, wheel=wheel)
 
 
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:

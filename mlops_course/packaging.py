@@ -210,17 +210,9 @@ def dockerfile_base(*, python: str | None, port: int, requirements: str) -> str:
         raise ValueError(f"python must be a version like '3.11'; got {python!r}")
     if not 1 <= int(port) <= 65535:
         raise ValueError(f"port must be in 1..65535; got {port}")
-    return f"""\
-FROM python:{python}-slim
+    from mlops_course import templates
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \\
-    MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
-WORKDIR /srv
-
-# Dependencies first: this layer is rebuilt only when {requirements} changes.
-COPY {requirements} .
-RUN pip install --no-cache-dir -r {requirements}
-"""
+    return templates.render("image-base.Dockerfile", python=python, requirements=requirements)
 
 
 def dockerfile(*, python: str | None = None, port: int = SERVE_PORT, model_dir: str = "model",
@@ -232,24 +224,10 @@ def dockerfile(*, python: str | None = None, port: int = SERVE_PORT, model_dir: 
     hadolint finds nothing in it (``tests/test_packaging.py`` checks).
     ``python`` defaults to this interpreter's ``major.minor``.
     """
-    base = dockerfile_base(python=python, port=port, requirements="requirements.txt")
-    return f"""\
-# Serves {title} with MLflow's scoring server: GET /ping, POST /invocations.
-#   docker build -t bike-demand .
-#   docker run --rm -p 127.0.0.1:{port}:{port} bike-demand
-{base}
-COPY {model_dir}/ /srv/{model_dir}/
-RUN useradd --create-home --uid 10001 app
-# A numeric user: Kubernetes' runAsNonRoot can only verify a number.
-USER 10001
+    from mlops_course import templates
 
-EXPOSE {port}
-HEALTHCHECK --interval=30s --timeout=3s \\
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/ping')"]
-# Inside the container the server must listen on all interfaces so `docker run -p` can reach it.
-CMD ["mlflow", "models", "serve", "-m", "/srv/{model_dir}", "--env-manager", "local", \\
-     "--host", "0.0.0.0", "--port", "{port}", "--workers", "1"]
-"""
+    base = dockerfile_base(python=python, port=port, requirements="requirements.txt")
+    return templates.render("mlflow-serve.Dockerfile", title=title, port=port, base=base, model_dir=model_dir)
 
 
 def write_serving_bundle(model_uri: str, out_dir, *, python: str | None = None, port: int = SERVE_PORT):
