@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_course import data, drift, paths, pipeline, registry, stages, traffic, versioning
+from mlops_course import data, drift, paths, pipeline, registry, stages, traffic, train_config, versioning
 
 # The calendar and weather codes are categories, as in lesson 05's drift table.
 CATEGORICAL = ["weekday", "workingday", "holiday", "weather"]
@@ -192,8 +192,9 @@ def drift_share(bikes: pd.DataFrame, trained_on: Sequence[str], batch: pd.DataFr
 # ------------------------------------------------------------------ the policy, offline
 def live_months(holdout_month: str) -> list[str]:
     """The production months: every month after the release model's holdout month."""
-    if holdout_month not in data.MONTHS:
-        raise ValueError(f"unknown month {holdout_month!r}; use {data.MONTHS}")
+    problem = train_config.month_problem([holdout_month])
+    if problem:
+        raise ValueError(problem)
     return data.MONTHS[data.MONTHS.index(holdout_month) + 1:]
 
 
@@ -380,9 +381,9 @@ class ClosedLoop:
 
     def __post_init__(self) -> None:
         self.repo = Path(self.repo)
-        unknown = [m for m in [*self.labelled, *self.trained_on] if m not in data.MONTHS]
-        if unknown:
-            raise ValueError(f"unknown month(s) {unknown}; use {data.MONTHS}")
+        problem = train_config.month_problem([*self.labelled, *self.trained_on])
+        if problem:
+            raise ValueError(problem)
         self.labelled, self.trained_on = list(self.labelled), list(self.trained_on)
 
     def check_ready(self) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlops_course import train_config
+
 YEAR = 2011  # the year of data/Bikeshare.csv: its "day" column counts days from 1 January 2011
 SUITE_FILES = ("pytest.ini", "conftest.py", "test_data.py", "test_model.py", "test_serving.py")
 
@@ -54,7 +56,8 @@ def same_hour_last_week(df: pd.DataFrame, lag_days: int = 7) -> pd.Series:
 
 
 # ---------------------------------------------------------------- the suite, as files
-# The files live in mlops_course/templates/ci_suite/ (linted there like the rest of the package).
+# The files live in mlops_course/templates/ci_suite/ (linted there like the rest of the package);
+# conftest.py's defaults are filled in from train_config.CI.
 def write_test_suite(folder: os.PathLike | str, files: Iterable[str] = SUITE_FILES) -> list[Path]:
     """Write the bike model's pytest suite into ``folder`` (created if needed) and return the file paths."""
     from mlops_course import templates
@@ -66,7 +69,12 @@ def write_test_suite(folder: os.PathLike | str, files: Iterable[str] = SUITE_FIL
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name in files:
-        (folder / name).write_text(templates.read(f"ci_suite/{name}"))
+        if name == "conftest.py":  # its defaults: the CI window, when no job variable names one
+            text = templates.render(f"ci_suite/{name}", train_months=",".join(train_config.CI.train_months),
+                                    test_month=train_config.CI.test_month)
+        else:
+            text = templates.read(f"ci_suite/{name}")
+        (folder / name).write_text(text)
         written.append(folder / name)
     return written
 
@@ -78,12 +86,11 @@ def suite_env(*, data_file: str, model_file: str | Sequence[str], train_months: 
     ``model_file`` may name several models (a list, or paths joined by commas): the model tests then run once
     for each, e.g. for the new candidate and for the champion in production.
     """
-    from mlops_course import data
 
     months = [*train_months, test_month]
-    unknown = [m for m in months if m not in data.MONTHS]
-    if unknown:
-        raise ValueError(f"unknown month name(s) {unknown}; use {data.MONTHS}")
+    problem = train_config.month_problem(months)
+    if problem:
+        raise ValueError(problem)
     pd.Timestamp(as_of)  # raises on a date pandas cannot read
     models = str(model_file) if isinstance(model_file, (str, os.PathLike)) else ",".join(map(str, model_file))
     if not models or "" in models.split(","):

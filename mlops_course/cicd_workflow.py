@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from mlops_course import train_config
+
 STRIP_ARGS = ("--keep-output --keep-count --keep-id "
               '--extra-keys "metadata.papermill cell.metadata.papermill cell.metadata.execution"')
 # The workflow and its repeated step blocks are files: mlops_course/templates/bike-workflow.yml,
@@ -38,8 +40,8 @@ EXPECTED_STEPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def bike_workflow(*, train_months: Sequence[str] = ("Jan", "Feb", "March", "April", "May"),
-                  test_month: str = "June", as_of: str = "2011-07-01", margin: float = 0.02,
+def bike_workflow(*, train_months: Sequence[str] = train_config.CI.train_months,
+                  test_month: str = train_config.CI.test_month, as_of: str = "2011-07-01", margin: float = 0.02,
                   environment: str | None = None) -> str:
     """The bike model's workflow as YAML text; ``margin`` is the gate's relative margin.
 
@@ -47,12 +49,12 @@ def bike_workflow(*, train_months: Sequence[str] = ("Jan", "Feb", "March", "Apri
     ``environment="production"`` it waits for that GitHub environment, whose required reviewers give a
     manual approval.
     """
-    from mlops_course import data, templates
+    from mlops_course import templates
     from mlops_course.deploy import SERVICE_PORT  # the port the image's service listens on
 
-    unknown = [m for m in [*train_months, test_month] if m not in data.MONTHS]
-    if unknown:
-        raise ValueError(f"unknown month name(s) {unknown}; use {data.MONTHS}")
+    problem = train_config.month_problem([*train_months, test_month])
+    if problem:
+        raise ValueError(problem)
     if not 0 <= margin < 1:
         raise ValueError(f"margin is a fraction in [0, 1); got {margin}")
     return templates.render("bike-workflow.yml", train_months=",".join(train_months), test_month=test_month,
@@ -240,9 +242,10 @@ def trigger_env(source: str | os.PathLike | Mapping, event_name: str, event: Map
 # ---------------------------------------------------------------- the commands the jobs run
 def _settings() -> dict[str, Any]:
     env = os.environ
+    window = train_config.TrainConfig.from_env(env, default=train_config.CI)
     return {"data": env.get("BIKE_DATA", "data/bikes.csv"), "model": env.get("BIKE_MODEL", "build/model.skops"),
-            "train_months": env.get("BIKE_TRAIN_MONTHS", "Jan,Feb,March,April,May").split(","),
-            "test_month": env.get("BIKE_TEST_MONTH", "June"), "metrics": "build/metrics.json"}
+            "train_months": list(window.train_months), "test_month": window.test_month,
+            "metrics": "build/metrics.json"}
 
 
 def _month(path: str, month: str):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlops_course import paths, schema
+from mlops_course import paths, schema, train_config
 
 DATA_FILE = "Bikeshare.csv"
 EXPECTED_SHA256 = "ac6950ae6f11efcc69c29d6bb13e8881c001e27d36434660d59444a1414f712c"
@@ -165,9 +165,9 @@ def month_number(df: pd.DataFrame) -> pd.Series:
 def select_months(df: pd.DataFrame, months: Iterable[str]) -> pd.DataFrame:
     """The rows of the given months (names as in the data: ``"Jan"``, ``"March"``, ``"Sept"`` ...)."""
     months = list(months)
-    unknown = [m for m in months if m not in MONTHS]
-    if unknown:
-        raise DataError(f"unknown month name(s) {unknown}; use {MONTHS}.")
+    problem = train_config.month_problem(months)
+    if problem:
+        raise DataError(f"{problem}.")
     return df[df["mnth"].isin(months)]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from mlops_course import pipeline
+from mlops_course import pipeline, train_config
 
 ONNX_INPUT = "features"
 
@@ -297,7 +297,6 @@ def model_card(model, metrics_by_month: pd.DataFrame, *, name: str, version: str
     Sections: intended use, data, model, metrics by month (``metrics_by_month`` from
     ``pipeline.evaluate_by_month``, with columns ``mae``, ``rmse``, ``r2``), limitations, how to load it.
     """
-    from mlops_course import data
 
     _check_fitted(model)
     _check_features(model, pipeline.FEATURES)
@@ -306,9 +305,9 @@ def model_card(model, metrics_by_month: pd.DataFrame, *, name: str, version: str
     missing = [c for c in ("mae", "rmse", "r2") if c not in metrics_by_month.columns]
     if missing:
         raise ValueError(f"metrics_by_month lacks column(s) {missing}; it has {list(metrics_by_month.columns)}")
-    unknown = [m for m in list(metrics_by_month.index) + list(train_months) if m not in data.MONTHS]
-    if unknown:
-        raise ValueError(f"unknown month name(s) {unknown}; use {data.MONTHS}")
+    problem = train_config.month_problem([*metrics_by_month.index, *train_months])
+    if problem:
+        raise ValueError(problem)
     if not str(intended_use).strip():
         raise ValueError("intended_use is empty: say who uses the model, for what decision")
     if isinstance(limitations, str) or not limitations:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlops_course import data, schema
+from mlops_course import data, schema, train_config
 
 FEATURES = schema.columns(table=schema.FEATURES)
 TARGET = data.TARGET
@@ -239,11 +239,11 @@ def load_model(path: str | Path, trusted: Sequence[str] = ALL_TRUSTED_TYPES):
 
 @dataclass(frozen=True)
 class Split:
-    """Default months for the running example: train on winter and spring, test on the next month."""
+    """Default months for the running example: train on winter and spring, validate on May, test on June."""
 
-    train: tuple[str, ...] = ("Jan", "Feb", "March", "April")
-    valid: tuple[str, ...] = ("May",)
-    test: tuple[str, ...] = ("June",)
+    train: tuple[str, ...] = train_config.EXAMPLE.train_months
+    valid: tuple[str, ...] = train_config.EXAMPLE.test_months
+    test: tuple[str, ...] = train_config.CI.test_months
 
 
 DEFAULT_SPLIT = Split()

@@ -37,7 +37,7 @@ if __name__ == "__main__":  # before the heavy imports below: a running stage se
     if _served is not None:
         sys.exit(_served)
 
-from mlops_course import data, pipeline, schema
+from mlops_course import data, pipeline, schema, train_config
 
 DATA = Path("data/bikes.csv")
 VALIDATION = Path("reports/validation.json")
@@ -51,7 +51,7 @@ PARAMS = Path("params.yaml")
 STAGES = ("validate", "prepare", "train", "evaluate")
 
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "prepare": {"train_months": ["Jan", "Feb", "March", "April"], "test_months": ["May"]},
+    "prepare": train_config.EXAMPLE.as_params(),
     "train": {"kind": "random_forest", **pipeline.DEFAULT_PARAMS["random_forest"]},
 }
 
@@ -126,9 +126,9 @@ def _months(value: Any, where: str) -> list[str]:
     if isinstance(value, str) or not isinstance(value, Sequence) or not value:
         raise StageError(f"params: {where} must be a non-empty list of month names like [Jan, Feb]; "
                          f"got {value!r}")
-    unknown = [m for m in value if m not in data.MONTHS]
-    if unknown:
-        raise StageError(f"params: {where} has unknown month name(s) {unknown}; use {data.MONTHS}")
+    problem = train_config.month_problem(value)
+    if problem:
+        raise StageError(f"params: {where} has {problem}")
     return list(value)
 
 

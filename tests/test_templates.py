@@ -21,7 +21,12 @@ def test_an_unknown_template_is_named():
         templates.read("nope.yml")
 
 
-def test_the_suite_written_is_the_packaged_files(tmp_path):
+def test_the_suite_written_is_the_packaged_files_with_the_ci_window(tmp_path):
     for path in cicd.write_test_suite(tmp_path):
-        assert path.read_text() == templates.read(f"ci_suite/{path.name}")
-        assert "<<" not in path.read_text()  # the suite's files are copied as they are, not filled in
+        text = path.read_text()
+        assert "<<" not in text
+        if path.name == "conftest.py":
+            assert 'os.environ.get("BIKE_TRAIN_MONTHS", "Jan,Feb,March,April,May")' in text
+            assert 'os.environ.get("BIKE_TEST_MONTH", "June")' in text
+        else:
+            assert text == templates.read(f"ci_suite/{path.name}")

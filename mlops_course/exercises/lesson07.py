@@ -15,10 +15,12 @@ import textwrap
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from mlops_course import train_config
 from mlops_course.exercises import correct, exercise, wrong
 
-RETRAIN_MONTHS = ["Jan", "Feb", "March", "April", "May"]
-RETRAIN_HOLDOUT = "June"
+# The lesson's window (the running example) one month on: what "retrain with one more month" trains on.
+RETRAIN_MONTHS = list(train_config.EXAMPLE.next().train_months)
+RETRAIN_HOLDOUT = train_config.EXAMPLE.next().test_month
 
 
 def _server_missing():

@@ -6,8 +6,8 @@ import pytest
 
 from mlops_course import data, pipeline
 
-TRAIN_MONTHS = os.environ.get("BIKE_TRAIN_MONTHS", "Jan,Feb,March,April,May").split(",")
-TEST_MONTH = os.environ.get("BIKE_TEST_MONTH", "June")
+TRAIN_MONTHS = os.environ.get("BIKE_TRAIN_MONTHS", "<<train_months>>").split(",")
+TEST_MONTH = os.environ.get("BIKE_TEST_MONTH", "<<test_month>>")
 MODELS = os.environ.get("BIKE_MODEL", "build/model.skops").split(",")
 
 
